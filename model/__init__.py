@@ -1,0 +1,19 @@
+"""text2emoji's model: text encoder, generator networks, data, training and sampling.
+
+No Discord imports here, ever. The public surface is small:
+
+    from model import Generator
+    gen = Generator.load()                       # shipped checkpoint, device "auto"
+    images = gen.generate(["축하해"], count=2, seed=0)   # list[list[PIL.Image]] (RGBA 72x72)
+"""
+
+__all__ = ["EmptyTextError", "Generator"]
+
+
+def __getattr__(name: str):
+    # Imported lazily so `python -m model.sample` and light imports (model.text) do not pull in torch twice.
+    if name in __all__:
+        from model import sample
+
+        return getattr(sample, name)
+    raise AttributeError(name)

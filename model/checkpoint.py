@@ -1,0 +1,91 @@
+"""Checkpoint I/O in one place: config + weights + tokenizer data + format version, written atomically.
+
+A checkpoint is a plain dict that `torch.load(..., weights_only=True)` accepts: no pickled classes. Loading
+rebuilds the networks from the saved config and loads the weights strictly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from model.networks import EmojiCVAE, ModelConfig
+
+FORMAT_VERSION = 1
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or of an unknown format."""
+
+
+def save_checkpoint(
+    path: str | Path, model: EmojiCVAE, meta: dict, half: bool = False, extra: dict | None = None
+) -> None:
+    """Write atomically (temp file + rename): a crash mid-write never leaves a broken checkpoint.
+
+    `meta` holds JSON-like data the model needs at sampling time (group emoji, emoji names, step, ...).
+    `extra` holds training state (optimizer, EMA) that sampling does not need.
+    """
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
+        for k, v in model.state_dict().items()
+    }
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "config": model.cfg.to_dict(),
+        "state_dict": state,
+        "meta": meta,
+    }
+    if extra:
+        payload["extra"] = extra
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | Path | None) -> dict:
+    """The raw checkpoint dict, with clear errors for missing or foreign files."""
+    path = Path(path) if path else SHIPPED_CHECKPOINT
+    if not path.is_file():
+        hint = (
+            " (the shipped checkpoint; run `emoji-train base --out checkpoints/base.pt`)"
+            if path == SHIPPED_CHECKPOINT
+            else ""
+        )
+        raise CheckpointError(f"checkpoint not found: {path}{hint}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise CheckpointError(f"{path} is not a readable text2emoji checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unknown checkpoint format (expected version {FORMAT_VERSION})")
+    return payload
+
+
+def config_from(payload: dict) -> ModelConfig:
+    known = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in payload["config"].items() if k in known})
+
+
+def load_model(path: str | Path | None, device: str | torch.device = "cpu") -> tuple[EmojiCVAE, dict]:
+    """(model in eval mode, float32, on device; the checkpoint's meta)."""
+    payload = read_checkpoint(path)
+    cfg = config_from(payload)
+    if cfg.arch != "cvae":
+        raise CheckpointError(f"unknown architecture {cfg.arch!r}")
+    model = EmojiCVAE(cfg)
+    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()}, strict=True)
+    return model.to(device).eval(), payload["meta"]

@@ -1,0 +1,179 @@
+"""Networks: the seed's conditional VAE, made to follow text through an explicit text -> group prior.
+
+    training:  image --Encoder--> q(z | x, g)          text --TextEncoder--> p(group | text)
+               (z, group embedding g) --Decoder--> image
+    sampling:  text -> p(group | text) -> sample a group g -> z ~ N(0, tau^2) -> Decoder(z, g) -> image
+
+The decoder never sees raw text: the text -> image mapping is the text encoder's group distribution, a
+separately measured classifier (the unCLIP pattern with a discrete prior). Images are premultiplied RGBA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.text import TextEncoder
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the networks; saved inside every checkpoint."""
+
+    arch: str = "cvae"
+    num_groups: int = 1654
+    text_buckets: int = 1 << 15
+    text_dim: int = 128
+    text_embed_dim: int = 192
+    group_dim: int = 128
+    z_dim: int = 32
+    width: int = 32  # channels at 36x36; doubled at 18x18 and 9x9
+    image_size: int = 72
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SIZES = {  # presets for `emoji-train base --size`
+    "tiny": dict(text_buckets=1 << 12, text_dim=32, text_embed_dim=32, group_dim=16, z_dim=8, width=8),
+    "small": dict(text_buckets=1 << 14, text_dim=96, text_embed_dim=128, group_dim=96, width=24),
+    "base": dict(),
+}
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.GroupNorm(8, channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GroupNorm(8, channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ImageEncoder(nn.Module):
+    """(B, 4, 72, 72) image + group embedding -> posterior mean and log-variance of z. Training only."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.net = nn.Sequential(
+            nn.PixelUnshuffle(2),  # (B, 16, 36, 36): cheap full-resolution detail
+            nn.Conv2d(16, w, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),
+            ResBlock(2 * w),  # 18x18
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1),
+            ResBlock(4 * w),  # 9x9
+            nn.GroupNorm(8, 4 * w),
+            nn.SiLU(),
+            nn.Conv2d(4 * w, 16, 1),
+            nn.Flatten(),  # (B, 16*9*9)
+        )
+        self.head = nn.Linear(16 * 81 + cfg.group_dim, 2 * cfg.z_dim)
+
+    def forward(self, image: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.head(torch.cat([self.net(image), group], dim=1)).chunk(2, dim=1)
+        return mean, logvar.clamp(-8, 4)
+
+
+class Decoder(nn.Module):
+    """z + group embedding -> (B, 4, 72, 72) premultiplied RGBA in [0, 1]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.start = nn.Linear(cfg.z_dim + cfg.group_dim, 4 * w * 81)
+        self.w = w
+        self.net = nn.Sequential(
+            ResBlock(4 * w),
+            ResBlock(4 * w),  # 9x9
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(4 * w, 2 * w, 3, padding=1),
+            ResBlock(2 * w),
+            ResBlock(2 * w),  # 18x18
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(2 * w, w, 3, padding=1),
+            ResBlock(w),  # 36x36
+            nn.GroupNorm(8, w),
+            nn.SiLU(),
+            nn.Conv2d(w, 16, 3, padding=1),
+            nn.PixelShuffle(2),  # (B, 4, 72, 72) logits
+        )
+
+    def forward(self, z: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        x = self.start(torch.cat([z, group], dim=1)).view(-1, 4 * self.w, 9, 9)
+        logits = self.net(x)
+        return to_premultiplied(logits)
+
+    def logits(self, z: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        x = self.start(torch.cat([z, group], dim=1)).view(-1, 4 * self.w, 9, 9)
+        return self.net(x)
+
+
+def to_premultiplied(logits: torch.Tensor) -> torch.Tensor:
+    """Colour and alpha from logits; colour is multiplied by alpha so it can never leak outside."""
+    colour, alpha = torch.sigmoid(logits[:, :3]), torch.sigmoid(logits[:, 3:])
+    return torch.cat([colour * alpha, alpha], dim=1)
+
+
+class EmojiCVAE(nn.Module):
+    """The whole generator: text encoder (prior over groups), group table, image encoder, decoder."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text = TextEncoder(cfg.text_buckets, cfg.text_dim, cfg.text_embed_dim, cfg.num_groups)
+        self.groups = nn.Embedding(cfg.num_groups, cfg.group_dim)
+        self.encoder = ImageEncoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def reconstruct(self, image: torch.Tensor, group: torch.Tensor):
+        """Training pass: (logits, mean, logvar) for images of the given group ids."""
+        g = self.groups(group)
+        mean, logvar = self.encoder(image, g)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        return self.decoder.logits(z, g), mean, logvar
+
+    def decode(self, z: torch.Tensor, group_vectors: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z, group_vectors)
+
+
+def pixel_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image reconstruction loss (..., 4, 72, 72) -> (...): L1 on premultiplied colour + BCE on alpha."""
+    pred = to_premultiplied(logits.flatten(0, -4)).view_as(logits)
+    colour = (pred[..., :3, :, :] - target[..., :3, :, :]).abs().sum((-1, -2, -3))
+    alpha = F.binary_cross_entropy_with_logits(logits[..., 3:, :, :], target[..., 3:, :, :], reduction="none")
+    return colour + alpha.sum((-1, -2, -3))
+
+
+def best_of_group_loss(logits: torch.Tensor, members: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Decoding a *prior* sample must give one of the group's real images: the closest one counts.
+
+    logits (B, 4, 72, 72); members (B, M, 4, 72, 72) images of each sample's group; valid (B, M) bool.
+    This is what ties the decoder to the group embedding (the text side): without it the decoder learns
+    to rebuild images from the encoder's z alone and sampling from the prior gives mush.
+    """
+    per_member = pixel_loss(logits.unsqueeze(1).expand_as(members), members)  # (B, M)
+    return per_member.masked_fill(~valid, float("inf")).amin(1).mean()
+
+
+def vae_loss(
+    logits: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-image: L1 on premultiplied colour + BCE on alpha (pushes edges to be crisp) + beta * KL."""
+    pred = to_premultiplied(logits)
+    colour = F.l1_loss(pred[:, :3], target[:, :3], reduction="sum") / len(target)
+    alpha = F.binary_cross_entropy_with_logits(logits[:, 3:], target[:, 3:], reduction="sum") / len(target)
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum() / len(target)
+    loss = (colour + alpha) / 1000 + beta * kl / 1000
+    return loss, {"colour": colour.item() / 1000, "alpha": alpha.item() / 1000, "kl": kl.item()}

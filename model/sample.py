@@ -1,0 +1,204 @@
+"""Sampling: `Generator` (the API the bot serves) and the `emoji-gen` command.
+
+    emoji-gen 축하해 "so hungry" --count 2 --seed 7 --out out/
+    # -> out/0000_0.png, out/0000_1.png, out/0001_0.png, out/0001_1.png
+
+An image depends only on (text, seed, sample index): never on what else is in the batch, so the bot can
+batch strangers' requests together and still promise "same text + seed -> same bytes".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model.checkpoint import CheckpointError, load_model
+from model.text import MAX_TEXT_CHARS, Tokenizer, to_device
+
+log = logging.getLogger(__name__)
+
+STICKER_SIZE = 320
+TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among plausible emoji
+MAX_CANDIDATES = 4
+TEXT_TEMPERATURE = 0.7
+Z_TEMPERATURE = 0.8
+
+
+class EmptyTextError(ValueError):
+    """The prompt has nothing to draw (empty, whitespace or control characters only)."""
+
+
+def clean_text(text: str) -> str:
+    """The prompt as shown back to people: no control characters, single spaces, at most 100 characters."""
+    text = unicodedata.normalize("NFC", str(text))
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    text = " ".join(text.split())
+    if not text.strip("\u200b\u200c\u200d\ufeff\u2060 "):
+        raise EmptyTextError("the text is empty: type a few words, e.g. 축하해 or 'pizza party'")
+    if len(text) > MAX_TEXT_CHARS:
+        log.warning("text longer than %d characters was truncated: %r", MAX_TEXT_CHARS, text[:40] + "…")
+        text = text[:MAX_TEXT_CHARS].rstrip()
+    return text
+
+
+def seed_for(seed: int, sample: int) -> int:
+    """One RNG seed per (request seed, sample index)."""
+    return (seed * 1_000_003 + sample * 7919 + 12345) % (2**63 - 1)
+
+
+def to_rgba_image(premultiplied: np.ndarray) -> Image.Image:
+    """(4, H, W) premultiplied floats -> straight-alpha RGBA PIL image."""
+    alpha = premultiplied[3:4]
+    colour = np.where(alpha > 1e-3, premultiplied[:3] / np.maximum(alpha, 1e-3), 0.0)
+    rgba = np.concatenate([np.clip(colour, 0, 1), alpha], axis=0).transpose(1, 2, 0)
+    return Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA")
+
+
+def upscale(image: Image.Image, size: int = STICKER_SIZE) -> Image.Image:
+    """Resize in premultiplied space so transparent pixels never tint the edges."""
+    return image.convert("RGBa").resize((size, size), Image.Resampling.LANCZOS).convert("RGBA")
+
+
+class Generator:
+    """Loads a checkpoint once; turns texts into 72x72 RGBA emoji. Safe to use from one worker thread."""
+
+    def __init__(self, model, meta: dict, device: torch.device, source: str = "base"):
+        self.model = model
+        self.meta = meta
+        self.device_obj = device
+        self.tokenizer = Tokenizer(model.cfg.text_buckets, meta["emoji_names"])
+        self.group_emoji: list[str] = meta["group_emoji"]
+        self.arch = model.cfg.arch
+        self.name = f"{self.arch} · {meta.get('label', source)}"
+
+    @property
+    def device(self) -> str:
+        return self.device_obj.type
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "auto") -> Generator:
+        """Load a checkpoint (None: the shipped one). device: "auto" picks CUDA when available."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = torch.device(device)
+        model, meta = load_model(path, dev)
+        return cls(model, meta, dev, source=Path(path).stem if path else "base")
+
+    clean_text = staticmethod(clean_text)
+
+    # -- the text side --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def group_probs(self, texts: Sequence[str]) -> torch.Tensor:
+        """(B, groups) p(group | text) on the CPU."""
+        batch = to_device(self.tokenizer.encode(list(texts)), self.device_obj)
+        return self.model.text(batch).float().softmax(-1).cpu()
+
+    def related_emoji(self, text: str) -> str:
+        """The emoji the text most likely means (a sticker's required tag)."""
+        return self.group_emoji[int(self.group_probs([clean_text(text)])[0].argmax())]
+
+    def _candidates(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nucleus of the sharpened group distribution: (group ids, their probabilities)."""
+        sharp = probs.clamp_min(1e-12).log().div(TEXT_TEMPERATURE).softmax(-1)
+        values, ids = sharp.sort(descending=True)
+        keep = int((values.cumsum(0) < TOP_P).sum()) + 1
+        keep = max(1, min(keep, MAX_CANDIDATES))
+        values = values[:keep]
+        return ids[:keep], values / values.sum()
+
+    # -- images -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_batch(self, jobs: Sequence[tuple[str, int, int]]) -> list[list[Image.Image]]:
+        """Each job is (text, count, seed); returns each job's `count` images, in order."""
+        texts = [clean_text(text) for text, _, _ in jobs]
+        probs = self.group_probs(texts) if texts else None
+        groups, noise = [], []
+        for j, (_, count, seed) in enumerate(jobs):
+            ids, weights = self._candidates(probs[j])
+            for k in range(count):
+                rng = torch.Generator().manual_seed(seed_for(int(seed), k))
+                pick = int(torch.multinomial(weights, 1, generator=rng))
+                groups.append(int(ids[pick]))
+                noise.append(torch.randn(self.model.cfg.z_dim, generator=rng) * Z_TEMPERATURE)
+        if not groups:
+            return [[] for _ in jobs]
+        z = torch.stack(noise).to(self.device_obj)
+        g = self.model.groups(torch.tensor(groups, device=self.device_obj))
+        pixels = self.model.decode(z, g).float().cpu().numpy()
+        images = [to_rgba_image(p) for p in pixels]
+        out, i = [], 0
+        for _, count, _ in jobs:
+            out.append(images[i : i + count])
+            i += count
+        return out
+
+    def generate(self, texts: list[str], count: int = 1, seed: int | None = None) -> list[list[Image.Image]]:
+        """count images for every text; a fixed seed gives the same images every time."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        return self.generate_batch([(text, count, seed) for text in texts])
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def read_prompts(args: argparse.Namespace) -> list[str]:
+    prompts = list(args.text)
+    if args.prompts_file:
+        lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
+        prompts += [line for line in lines if line.strip()]
+    return prompts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emoji-gen", description="Turn text into emoji PNGs.")
+    parser.add_argument("text", nargs="*", help="prompts, e.g. 축하해 'pizza party' '🐱 + 👑'")
+    parser.add_argument("--prompts-file", help="more prompts, one per line")
+    parser.add_argument("--count", type=int, default=1, help="images per prompt")
+    parser.add_argument("--seed", type=int, default=None, help="same inputs + seed -> identical files")
+    parser.add_argument("--out", default="out", help="output folder")
+    parser.add_argument("--size", type=int, choices=[72, 320], default=72, help="72 (emoji) or 320 (sticker)")
+    parser.add_argument("--checkpoint", default=None, help="default: the shipped checkpoints/base.pt")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+
+    prompts = read_prompts(args)
+    if not prompts:
+        parser.error("give at least one prompt, e.g. emoji-gen 축하해")
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    try:
+        prompts = [clean_text(p) for p in prompts]
+    except EmptyTextError as exc:
+        parser.exit(2, f"emoji-gen: error: {exc}\n")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.exit(2, "emoji-gen: error: --device cuda asked for, but no CUDA GPU is available\n")
+    try:
+        generator = Generator.load(args.checkpoint, args.device)
+    except CheckpointError as exc:
+        parser.exit(2, f"emoji-gen: error: {exc}\n")
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(prompts), 64):
+        chunk = prompts[start : start + 64]
+        for i, images in enumerate(generator.generate(chunk, args.count, seed), start=start):
+            for k, image in enumerate(images):
+                (upscale(image, args.size) if args.size != 72 else image).save(out / f"{i:04d}_{k}.png")
+    print(f"wrote {len(prompts) * args.count} image(s) to {out}/ (seed {seed})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
