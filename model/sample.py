@@ -31,6 +31,7 @@ TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among pl
 MAX_CANDIDATES = 4
 TEXT_TEMPERATURE = 0.7
 Z_TEMPERATURE = 0.8
+DECODE_CHUNK = 8
 
 
 class EmptyTextError(ValueError):
@@ -98,9 +99,13 @@ class Generator:
     # -- the text side --------------------------------------------------------------------------------
     @torch.no_grad()
     def group_probs(self, texts: Sequence[str]) -> torch.Tensor:
-        """(B, groups) p(group | text) on the CPU."""
-        batch = to_device(self.tokenizer.encode(list(texts)), self.device_obj)
-        return self.model.text(batch).float().softmax(-1).cpu()
+        """(B, groups) p(group | text) on the CPU.
+
+        One text per call: kernels pick their blocking by shape, so batching texts of different lengths
+        could change the last bits of a probability, and with them a sampled group.
+        """
+        rows = [self.model.text(to_device(self.tokenizer.encode([t]), self.device_obj)) for t in texts]
+        return torch.cat(rows).float().softmax(-1).cpu() if rows else torch.zeros(0, len(self.group_emoji))
 
     def related_emoji(self, text: str) -> str:
         """The emoji the text most likely means (a sticker's required tag)."""
@@ -131,15 +136,26 @@ class Generator:
                 noise.append(torch.randn(self.model.cfg.z_dim, generator=rng) * Z_TEMPERATURE)
         if not groups:
             return [[] for _ in jobs]
-        z = torch.stack(noise).to(self.device_obj)
-        g = self.model.groups(torch.tensor(groups, device=self.device_obj))
-        pixels = self.model.decode(z, g).float().cpu().numpy()
-        images = [to_rgba_image(p) for p in pixels]
+        images = [to_rgba_image(p) for p in self._decode(torch.stack(noise), torch.tensor(groups))]
         out, i = [], 0
         for _, count, _ in jobs:
             out.append(images[i : i + count])
             i += count
         return out
+
+    def _decode(self, z: torch.Tensor, groups: torch.Tensor) -> np.ndarray:
+        """Decode in fixed-size chunks (the last one padded): the decoder always sees the same batch shape,
+        so an image's bytes never depend on how many requests shared the call."""
+        out = []
+        for start in range(0, len(z), DECODE_CHUNK):
+            zc, gc = z[start : start + DECODE_CHUNK], groups[start : start + DECODE_CHUNK]
+            pad = DECODE_CHUNK - len(zc)
+            zc = torch.cat([zc, zc.new_zeros(pad, zc.shape[1])]).to(self.device_obj)
+            gc = torch.cat([gc, gc.new_zeros(pad)]).to(self.device_obj)
+            out.append(
+                self.model.decode(zc, self.model.groups(gc)).float().cpu().numpy()[: DECODE_CHUNK - pad]
+            )
+        return np.concatenate(out)
 
     def generate(self, texts: list[str], count: int = 1, seed: int | None = None) -> list[list[Image.Image]]:
         """count images for every text; a fixed seed gives the same images every time."""

@@ -393,6 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--label", default="base", help="model name shown in the bot's embeds")
     add_data_args(base)
 
+    ft = sub.add_parser("finetune", help="teach a checkpoint your own emoji (images named by their text)")
+    ft.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        help="a folder of images named by their text (축하_고양이.png) or a CSV of text,path",
+    )
+    ft.add_argument("--out", type=Path, required=True)
+    ft.add_argument("--base", default=None, help="checkpoint to start from (default: the shipped one)")
+    ft.add_argument("--steps", type=int, default=None, help="default: automatic, from the number of names")
+    ft.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ft.add_argument("--label", default="custom", help="model name shown in the bot's embeds")
+
     ev = sub.add_parser("eval", help="measure a checkpoint: hit@1, sharpness, diversity, sample grid")
     ev.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     ev.add_argument("--prompts", default=None, help="chat prompt file (default: the bundled one)")
@@ -404,6 +417,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_finetune(args: argparse.Namespace) -> None:
+    from model.finetune import finetune, read_examples
+
+    if not args.images.exists():
+        raise SystemExit(f"error: {args.images} does not exist")
+    examples = read_examples(args.images)
+    if not examples:
+        raise SystemExit(f"error: no images (.png .jpg .gif .webp) found in {args.images}")
+    bar = Progress("finetune")
+    result = finetune(
+        examples,
+        args.out,
+        base=args.base,
+        steps=args.steps,
+        device=args.device,
+        label=args.label,
+        progress=lambda p: bar.update(p.step / p.total, p.step, p.eta_s, loss=p.loss),
+    )
+    bar.close()
+    log.info("learnt %d names in %.0f s -> %s", result["names"], result["seconds"], args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
@@ -412,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "base":
             Trainer(args).run()
+        elif args.command == "finetune":
+            run_finetune(args)
         elif args.command == "eval":
             from model.evaluate import run_eval
 

@@ -1,0 +1,228 @@
+"""Fine-tune a base checkpoint on a server's own emoji: new names become new emoji groups.
+
+Each distinct name gets a new group: a text prototype (initialised from the frozen text encoder's vector
+for the name, so it is found at once) and a group embedding for the decoder (initialised from the emoji
+the base model thinks the name means). Training then
+  - teaches the prototypes the names in chat-like variants, against replayed base texts whose targets are
+    the frozen base model's own answers (so base prompts keep their meaning);
+  - teaches the decoder the new images (augmented: small shifts, scales, colour jitter; weighted up),
+    while distilling the frozen base decoder on replayed base groups (so nothing is forgotten).
+No dataset is needed: the replay comes from the base checkpoint itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from model.chat import chatify
+from model.checkpoint import load_model, save_checkpoint
+from model.data import fit_square
+from model.networks import EmojiCVAE, best_of_group_loss, pixel_loss
+from model.sample import Generator, clean_text
+from model.text import to_device
+
+log = logging.getLogger(__name__)
+
+CUSTOM_PREFIX = "custom:"
+
+
+@dataclass
+class FinetuneProgress:
+    step: int
+    total: int
+    loss: float
+    elapsed_s: float
+
+    @property
+    def eta_s(self) -> float:
+        return self.elapsed_s / max(1, self.step) * (self.total - self.step)
+
+
+class FinetuneCancelled(RuntimeError):
+    """should_stop() said so; nothing was written."""
+
+
+def auto_steps(num_names: int, device: torch.device) -> int:
+    """Enough steps to learn the names; sized so 50 emoji take a few minutes on 2 CPU cores."""
+    if device.type == "cuda":
+        return 1500
+    return int(min(500, max(200, 120 + 6 * num_names)))
+
+
+def to_premultiplied_tensor(image: Image.Image) -> torch.Tensor:
+    """Any RGBA image -> (4, 72, 72) premultiplied floats, fitted and centred like the base data."""
+    rgba = np.asarray(fit_square(image.convert("RGBA")), dtype=np.float32) / 255
+    x = torch.from_numpy(rgba).permute(2, 0, 1)
+    return torch.cat([x[:3] * x[3:], x[3:]])
+
+
+def augment(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Small random shifts, scales and colour jitter: a handful of images must not be learnt as pixels."""
+    n = len(images)
+    scale = 1 + (torch.rand(n, generator=rng) - 0.5) * 0.16  # 0.92 - 1.08
+    shift = (torch.rand(n, 2, generator=rng) - 0.5) * 0.12
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    gain = 1 + (torch.rand(n, 3, 1, 1, generator=rng) - 0.5) * 0.2
+    colour = torch.minimum(out[:, :3] * gain, out[:, 3:])  # premultiplied colour never exceeds alpha
+    return torch.cat([colour, out[:, 3:]], dim=1)
+
+
+def extend_model(base: EmojiCVAE, new_groups: int) -> EmojiCVAE:
+    """A copy of `base` with room for `new_groups` more groups (new rows filled in by the caller)."""
+    cfg = dataclasses.replace(base.cfg, num_groups=base.cfg.num_groups + new_groups)
+    model = EmojiCVAE(cfg)
+    state = base.state_dict()
+    for key in ("text.prototypes", "groups.weight"):
+        grown = model.state_dict()[key].clone()
+        grown[: state[key].shape[0]] = state[key]
+        state[key] = grown
+    model.load_state_dict(state)
+    return model
+
+
+def finetune(
+    examples: Sequence[tuple[str, Image.Image]],
+    out: str | Path,
+    base: str | Path | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    label: str = "server",
+    progress: Callable[[FinetuneProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    seed: int = 0,
+) -> dict:
+    """Train on (name, image) pairs starting from `base`; write the new checkpoint to `out`.
+
+    Returns {"steps", "names", "seconds", "loss"}. Raises ValueError for no usable examples and
+    FinetuneCancelled when should_stop() turns true (the previous checkpoint at `out` is untouched).
+    """
+    if not examples:
+        raise ValueError("no emoji to train on")
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    teacher, meta = load_model(base, dev)
+    teacher.requires_grad_(False)
+    gen = Generator(teacher, meta, dev)
+
+    names = sorted({clean_text(text) for text, _ in examples})
+    name_group = {n: teacher.cfg.num_groups + i for i, n in enumerate(names)}
+    images = torch.stack([to_premultiplied_tensor(im) for _, im in examples])  # (E, 4, 72, 72)
+    example_group = [name_group[clean_text(t)] for t, _ in examples]
+    members = {g: [i for i, eg in enumerate(example_group) if eg == g] for g in name_group.values()}
+
+    model = extend_model(teacher.cpu(), len(names)).to(dev)
+    teacher.to(dev)
+    with torch.no_grad():  # warm starts: the name's own text vector, the base emoji it already suggests
+        name_vecs = teacher.text.embed(to_device(gen.tokenizer.encode(names), dev))
+        guesses = gen.group_probs(names).argmax(-1).to(dev)
+        model.text.prototypes[teacher.cfg.num_groups :] = name_vecs
+        model.groups.weight[teacher.cfg.num_groups :] = teacher.groups(guesses)
+
+    model.train()
+    model.text.requires_grad_(False)
+    model.text.prototypes.requires_grad_(True)
+    model.encoder.requires_grad_(False)
+    opt = torch.optim.Adam(
+        [
+            {"params": [model.text.prototypes], "lr": 5e-3},
+            {"params": [model.groups.weight], "lr": 3e-3},
+            {"params": model.decoder.parameters(), "lr": 3e-4},
+        ]
+    )
+    rng, trng = random.Random(seed), torch.Generator().manual_seed(seed)
+    base_texts = sorted(set(meta["emoji_names"].values()))
+    total = steps or auto_steps(len(names), dev)
+    started, loss_value = time.monotonic(), float("nan")
+    for step in range(1, total + 1):
+        if should_stop and should_stop():
+            raise FinetuneCancelled("fine-tuning was cancelled")
+        # -- text: the new names (as chat) against replayed base texts with the teacher's answers
+        picked = [rng.choice(names) for _ in range(32)]
+        new_texts = [chatify(name, rng, 0.5) for name in picked]
+        new_targets = [name_group[name] for name in picked]
+        replay = [chatify(rng.choice(base_texts), rng, 0.3) for _ in range(64)]
+        with torch.no_grad():
+            replay_targets = teacher.text(to_device(gen.tokenizer.encode(replay), dev)).argmax(-1)
+            text_vecs = model.text.embed(to_device(gen.tokenizer.encode(new_texts + replay), dev))
+        logits = model.text.logit_scale.exp() * text_vecs @ F.normalize(model.text.prototypes, dim=-1).t()
+        targets = torch.cat([torch.tensor(new_targets, device=dev), replay_targets])
+        text_loss = F.cross_entropy(logits, targets)
+
+        # -- images: new groups from prior samples (augmented targets), base groups distilled
+        new_groups = [rng.choice(list(name_group.values())) for _ in range(16)]
+        most = max(len(m) for m in members.values())
+        rows = [members[g] + [members[g][0]] * (most - len(members[g])) for g in new_groups]
+        valid = torch.tensor(
+            [[True] * len(members[g]) + [False] * (most - len(members[g])) for g in new_groups]
+        )
+        targets_img = augment(images[torch.tensor(rows).flatten()], trng).view(16, most, 4, 72, 72)
+        z = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
+        new_logits = model.decoder.logits(z, model.groups(torch.tensor(new_groups, device=dev)))
+        new_loss = best_of_group_loss(new_logits, targets_img.to(dev), valid.to(dev)) / 1000
+
+        base_groups = torch.randint(0, teacher.cfg.num_groups, (16,), generator=trng).to(dev)
+        zb = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
+        with torch.no_grad():
+            teacher_img = teacher.decode(zb, teacher.groups(base_groups))
+        base_logits = model.decoder.logits(zb, model.groups(base_groups))
+        replay_loss = pixel_loss(base_logits, teacher_img).mean() / 1000
+
+        loss = text_loss + 2 * new_loss + replay_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():  # base prototypes stay exactly as they were
+            model.text.prototypes[: teacher.cfg.num_groups] = teacher.text.prototypes
+        loss_value = loss.item()
+        if progress:
+            progress(FinetuneProgress(step, total, loss_value, time.monotonic() - started))
+
+    model.eval()
+    new_meta = dict(meta)
+    new_meta["groups"] = list(meta["groups"]) + [CUSTOM_PREFIX + n for n in names]
+    new_meta["group_emoji"] = list(meta["group_emoji"]) + [meta["group_emoji"][int(g)] for g in guesses]
+    new_meta["custom_names"] = names
+    new_meta["label"] = label
+    save_checkpoint(out, model, new_meta, half=True)
+    seconds = time.monotonic() - started
+    log.info("fine-tuned %d names in %d steps (%.0f s) -> %s", len(names), total, seconds, out)
+    return {"steps": total, "names": len(names), "seconds": round(seconds, 1), "loss": loss_value}
+
+
+def read_examples(source: Path) -> list[tuple[str, Image.Image]]:
+    """A folder of images named by their text (축하_고양이.png -> "축하 고양이") or a CSV of text,path."""
+    import csv
+
+    pairs = []
+    if source.is_dir():
+        for path in sorted(source.iterdir()):
+            if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".webp"):
+                pairs.append((path.stem.replace("_", " ").strip(), path))
+    else:
+        with source.open(encoding="utf-8", newline="") as fh:
+            for row in csv.reader(fh):
+                if len(row) >= 2 and row[0].strip() and not row[0].startswith("#"):
+                    path = Path(row[1].strip())
+                    pairs.append((row[0].strip(), path if path.is_absolute() else source.parent / path))
+    examples = []
+    for text, path in pairs:
+        with Image.open(path) as im:
+            im.seek(0)
+            examples.append((text, im.convert("RGBA")))
+    return examples

@@ -1,0 +1,51 @@
+"""Regenerate the README's sample grid: 16 everyday prompts (Korean and English), 4 fixed seeds each.
+
+python scripts/readme_grid.py [--checkpoint PATH] [--out docs/samples.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.evaluate import sample_grid  # noqa: E402
+from model.sample import Generator  # noqa: E402
+
+PROMPTS = [
+    "축하해",
+    "배고파",
+    "졸려",
+    "ㅋㅋㅋ",
+    "ㅠㅠ",
+    "사랑해",
+    "비 와",
+    "고양이",
+    "congrats",
+    "lol",
+    "pizza party",
+    "so tired",
+    "good morning",
+    "rocket",
+    "🐱 + 👑",
+    "crying pizza",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--out", default="docs/samples.png")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    gen = Generator.load(args.checkpoint, "cpu")
+    images = gen.generate(PROMPTS, count=4, seed=args.seed)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    sample_grid(PROMPTS, images).save(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

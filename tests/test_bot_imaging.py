@@ -1,0 +1,51 @@
+"""The PNGs the bot uploads: exact sizes, transparency kept, crisp pixels, same input → same bytes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from bot import imaging
+
+
+def sample() -> Image.Image:
+    """A transparent 72×72 with an opaque red square: enough to see edges and alpha survive."""
+    image = Image.new("RGBA", (72, 72), (0, 0, 0, 0))
+    image.paste((255, 0, 0, 255), (18, 18, 54, 54))
+    return image
+
+
+def decode(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    ("encode", "size", "limit"), [(imaging.sticker_png, 320, 512), (imaging.emoji_png, 128, 256)]
+)
+def test_sizes_limits_and_transparency(encode, size, limit):
+    data = encode(sample(), text="축하해", seed=3, model="m")
+    image = decode(data)
+    assert (image.format, image.size, image.mode) == ("PNG", (size, size), "RGBA")
+    assert len(data) <= limit * 1024
+    assert image.getpixel((0, 0))[3] == 0  # background stays transparent
+    assert image.getpixel((size // 2, size // 2)) == (255, 0, 0, 255)
+    assert image.info["prompt"] == "축하해" and image.info["seed"] == "3"
+
+
+def test_upscale_is_crisp_not_blurred():
+    big = imaging.upscale(sample(), 320)
+    alphas = {big.getpixel((x, 160))[3] for x in range(320)}
+    assert len(alphas) <= 3  # transparent, opaque and at most one blended edge value
+
+
+def test_same_image_same_bytes():
+    assert imaging.sticker_png(sample(), seed=1) == imaging.sticker_png(sample(), seed=1)
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_grid_is_a_320_canvas(count):
+    grid = imaging.grid([sample()] * count)
+    assert grid.size == (320, 320) and grid.mode == "RGBA"
+    assert grid.getpixel((0, 0))[3] == 0
