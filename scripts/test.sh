@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian's emoji font + CLDR, CPU torch, the project with its dev
+# Install everything the tests need (Debian's emoji font + CLDR + Chromium, CPU torch, the project with its dev
 # extra), then lint and run the whole suite. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ need=()
 [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
 [ -f /usr/share/unicode/cldr/common/annotations/ko.xml ] || need+=(unicode-cldr-core)
 [ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need+=(fonts-nanum)
+[ -x /usr/bin/chromium ] || need+=(chromium)   # the `emoji-bot preview` browser test
 if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
