@@ -29,8 +29,8 @@ PROMPTS = [
     "so tired",
     "good morning",
     "rocket",
-    "🐱 + 👑",
-    "crying pizza",
+    "생일 축하해",
+    "thank you",
 ]
 
 
