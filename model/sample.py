@@ -80,6 +80,8 @@ class Generator:
         self.group_emoji: list[str] = meta["group_emoji"]
         self.arch = model.cfg.arch
         self.name = f"{self.arch} · {meta.get('label', source)}"
+        # sampling knobs (module defaults; evaluation may sweep them)
+        self.text_temperature, self.top_p, self.z_temperature = TEXT_TEMPERATURE, TOP_P, Z_TEMPERATURE
 
     @property
     def device(self) -> str:
@@ -113,9 +115,9 @@ class Generator:
 
     def _candidates(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nucleus of the sharpened group distribution: (group ids, their probabilities)."""
-        sharp = probs.clamp_min(1e-12).log().div(TEXT_TEMPERATURE).softmax(-1)
+        sharp = probs.clamp_min(1e-12).log().div(self.text_temperature).softmax(-1)
         values, ids = sharp.sort(descending=True)
-        keep = int((values.cumsum(0) < TOP_P).sum()) + 1
+        keep = int((values.cumsum(0) < self.top_p).sum()) + 1
         keep = max(1, min(keep, MAX_CANDIDATES))
         values = values[:keep]
         return ids[:keep], values / values.sum()
@@ -133,7 +135,7 @@ class Generator:
                 rng = torch.Generator().manual_seed(seed_for(int(seed), k))
                 pick = int(torch.multinomial(weights, 1, generator=rng))
                 groups.append(int(ids[pick]))
-                noise.append(torch.randn(self.model.cfg.z_dim, generator=rng) * Z_TEMPERATURE)
+                noise.append(torch.randn(self.model.cfg.z_dim, generator=rng) * self.z_temperature)
         if not groups:
             return [[] for _ in jobs]
         images = [to_rgba_image(p) for p in self._decode(torch.stack(noise), torch.tensor(groups))]
