@@ -14,7 +14,7 @@ from bot.worker import GenerationWorker, GeneratorLike
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.generate",)
+EXTENSIONS = ("bot.cogs.generate", "bot.cogs.training")
 SHUTDOWN_GRACE_S = 5.0
 
 

@@ -36,6 +36,11 @@ class Config:
     user_cooldown_s: float = 5.0  # per-user pause between generations
     dev_guild_id: int | None = None  # sync commands to this guild only (instant, for development)
     finetune_steps: int | None = None  # None: automatic (used by server training)
+    training_max_submissions: int = 500  # training emoji stored per server
+    training_max_upload_bytes: int = 2 * 1024 * 1024  # largest image accepted by /emoji-train add
+    training_max_name_chars: int = 50  # longest name (the text that will draw it)
+    training_max_concurrent_runs: int = 1  # fine-tunes running at once across all servers
+    training_progress_interval_s: float = 3.0  # how often the progress message is edited
     view_timeout_s: float = 600.0  # buttons are disabled after this
     reply_deadline_s: float = 840.0  # give up before the 15-minute interaction token expires
     log_level: str = "INFO"
@@ -57,6 +62,16 @@ class Config:
             _int("dev_guild_id", self.dev_guild_id, low=1)
         if self.finetune_steps is not None:
             _int("finetune_steps", self.finetune_steps, low=1)
+        _int("training_max_submissions", self.training_max_submissions, low=1)
+        _int("training_max_upload_bytes", self.training_max_upload_bytes, low=1024)
+        _int("training_max_name_chars", self.training_max_name_chars, low=1)
+        if self.training_max_name_chars > 100:
+            raise ConfigError("training_max_name_chars must be at most 100 (the model reads 100 characters)")
+        _int("training_max_concurrent_runs", self.training_max_concurrent_runs, low=1)
+        self._set(
+            "training_progress_interval_s",
+            _float("training_progress_interval_s", self.training_progress_interval_s, low=0.1),
+        )
         self._set("view_timeout_s", _float("view_timeout_s", self.view_timeout_s, low=1))
         self._set("reply_deadline_s", _float("reply_deadline_s", self.reply_deadline_s, low=0.01))
         if self.reply_deadline_s > 900:

@@ -120,10 +120,10 @@ def finetune(
     teacher.requires_grad_(False)
     gen = Generator(teacher, meta, dev)
 
-    names = sorted({clean_text(text) for text, _ in examples})
+    names = sorted({name_key(text) for text, _ in examples})
     name_group = {n: teacher.cfg.num_groups + i for i, n in enumerate(names)}
     images = torch.stack([to_premultiplied_tensor(im) for _, im in examples])  # (E, 4, 72, 72)
-    example_group = [name_group[clean_text(t)] for t, _ in examples]
+    example_group = [name_group[name_key(t)] for t, _ in examples]
     members = {g: [i for i, eg in enumerate(example_group) if eg == g] for g in name_group.values()}
 
     model = extend_model(teacher.cpu(), len(names)).to(dev)
@@ -205,6 +205,11 @@ def finetune(
     return {"steps": total, "names": len(names), "seconds": round(seconds, 1), "loss": loss_value}
 
 
+def name_key(text: str) -> str:
+    """Names that differ only in case or spacing are one emoji (the tokenizer cannot tell them apart)."""
+    return clean_text(text).lower()
+
+
 def read_examples(source: Path) -> list[tuple[str, Image.Image]]:
     """A folder of images named by their text (축하_고양이.png -> "축하 고양이") or a CSV of text,path."""
     import csv
@@ -222,7 +227,10 @@ def read_examples(source: Path) -> list[tuple[str, Image.Image]]:
                     pairs.append((row[0].strip(), path if path.is_absolute() else source.parent / path))
     examples = []
     for text, path in pairs:
-        with Image.open(path) as im:
-            im.seek(0)
-            examples.append((text, im.convert("RGBA")))
+        try:
+            with Image.open(path) as im:
+                im.seek(0)
+                examples.append((text, im.convert("RGBA")))
+        except (OSError, ValueError) as exc:  # missing, unreadable or not an image
+            raise ValueError(f"{path}: cannot read this image for {text!r} ({exc})") from exc
     return examples

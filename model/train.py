@@ -422,7 +422,10 @@ def run_finetune(args: argparse.Namespace) -> None:
 
     if not args.images.exists():
         raise SystemExit(f"error: {args.images} does not exist")
-    examples = read_examples(args.images)
+    try:
+        examples = read_examples(args.images)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from exc
     if not examples:
         raise SystemExit(f"error: no images (.png .jpg .gif .webp) found in {args.images}")
     bar = Progress("finetune")

@@ -70,6 +70,9 @@ def test_cli_reads_a_folder_named_by_text_and_a_csv(tiny_checkpoint, tmp_path):
     (tmp_path / "list.csv").write_text("party parrot,imgs/party_parrot.png\n", encoding="utf-8")
     assert sorted(t for t, _ in read_examples(folder)) == ["party parrot", "우리팀 마스코트"]
     assert [t for t, _ in read_examples(tmp_path / "list.csv")] == ["party parrot"]
+    (tmp_path / "bad.csv").write_text("ghost,imgs/missing.png\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="missing.png"):
+        read_examples(tmp_path / "bad.csv")
     out = tmp_path / "my.pt"
     assert (
         emoji_train(
