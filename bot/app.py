@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Config
+from bot.replies import send_ephemeral
 from bot.worker import GenerationWorker, GeneratorLike
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,7 @@ class EmojiBot(commands.Bot):
     ) -> None:
         """Last resort: log it and still give the user an answer."""
         log.error("Unhandled error in %s", interaction.command, exc_info=error)
-        message = "Something went wrong on my side. Please try again."
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("Could not tell the user about the error", exc_info=True)
+        await send_ephemeral(interaction, "Something went wrong on my side. Please try again.")
 
 
 def create_bot(config: Config | None = None) -> commands.Bot:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from model.data import fit_square  # the same fitting as the base training data
+
 SIZE = 72
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
 MAX_PIXELS = 4096 * 4096  # far above any emoji; well below Pillow's own bomb threshold
@@ -56,21 +58,6 @@ def check_size(size: int, max_bytes: int) -> None:
         )
     if size == 0:
         raise InvalidImage("That file is empty.")
-
-
-def fit_square(image: Image.Image, size: int = SIZE) -> Image.Image:
-    """Scale to fit ``size``×``size`` (aspect kept), centred on transparency.
-
-    Resampled in premultiplied alpha so transparent pixels' colours never bleed into the edges
-    (the same rule the model's training data follows).
-    """
-    image = image.convert("RGBA")
-    scale = size / max(image.size)
-    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    resized = image.convert("RGBa").resize(new, Image.Resampling.LANCZOS).convert("RGBA")
-    out = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    out.paste(resized, ((size - new[0]) // 2, (size - new[1]) // 2))
-    return out
 
 
 def normalise(data: bytes, *, max_bytes: int) -> NormalisedImage:

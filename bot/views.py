@@ -17,6 +17,7 @@ from PIL import Image
 
 from bot import expressions, imaging
 from bot.naming import emoji_name, sticker_name
+from bot.replies import send_ephemeral
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +193,4 @@ class ResultView(discord.ui.View):
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
     ) -> None:
         log.error("Button %s failed", getattr(item, "custom_id", item), exc_info=error)
-        message = "Something went wrong with that button. Please try again."
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("Could not report a button error", exc_info=True)
+        await send_ephemeral(interaction, "Something went wrong with that button. Please try again.")

@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import validation
+from bot.replies import send_ephemeral
 from bot.store import LimitReached, StoreError, Submission, SubmissionStore
 from bot.training import RunState, TrainingError, TrainingManager
 
@@ -217,13 +218,7 @@ class Training(commands.Cog):
     # ----------------------------------------------------------------- helpers
 
     async def _refuse(self, interaction: discord.Interaction, message: str) -> None:
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("Could not answer interaction %s", interaction.id, exc_info=True)
+        await send_ephemeral(interaction, message)
 
     async def _check(self, interaction: discord.Interaction) -> int | None:
         """The guild id if this member may manage training here; otherwise refuse and return None."""
