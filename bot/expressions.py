@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import discord
 from PIL import Image
 
 from bot import imaging
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,18 @@ def _explain(error: discord.HTTPException, what: str) -> str:
     return f"Discord refused to add {what}: {error.text or error.status}"
 
 
+async def _create(interaction: discord.Interaction, what: str, request: Awaitable[T]) -> T | None:
+    """Await one Discord create call with a timeout; on failure tell the user why and return None."""
+    try:
+        return await asyncio.wait_for(request, DISCORD_TIMEOUT_S)
+    except discord.HTTPException as exc:
+        log.info("creating %s failed in guild %s: %s", what, interaction.guild_id, exc)
+        await interaction.followup.send(_explain(exc, what), ephemeral=True)
+    except TimeoutError:
+        await interaction.followup.send("Discord took too long to answer. Try again later.", ephemeral=True)
+    return None
+
+
 async def add_emoji(interaction: discord.Interaction, image: Image.Image, name: str) -> None:
     """Answer the click with exactly one ephemeral message: the new emoji or why not."""
     what = "server emoji"
@@ -74,17 +90,10 @@ async def add_emoji(interaction: discord.Interaction, image: Image.Image, name: 
         return
     await interaction.response.defer(ephemeral=True, thinking=True)
     data = await asyncio.to_thread(imaging.emoji_png, image)
-    try:
-        emoji = await asyncio.wait_for(
-            guild.create_custom_emoji(name=name, image=data, reason=_reason(interaction.user)),
-            DISCORD_TIMEOUT_S,
-        )
-    except discord.HTTPException as exc:
-        log.info("create_custom_emoji failed in guild %s: %s", guild.id, exc)
-        await interaction.followup.send(_explain(exc, what), ephemeral=True)
-        return
-    except TimeoutError:
-        await interaction.followup.send("Discord took too long to answer. Try again later.", ephemeral=True)
+    emoji = await _create(
+        interaction, what, guild.create_custom_emoji(name=name, image=data, reason=_reason(interaction.user))
+    )
+    if emoji is None:
         return
     log.info("Added emoji %s (%s) to guild %s for %s", emoji.name, emoji.id, guild.id, interaction.user.id)
     await interaction.followup.send(f"Added {emoji} as `:{emoji.name}:`.", ephemeral=True)
@@ -108,19 +117,14 @@ async def add_sticker(
     await interaction.response.defer(ephemeral=True, thinking=True)
     data = await asyncio.to_thread(imaging.sticker_png, image)
     file = discord.File(io.BytesIO(data), filename="sticker.png")
-    try:
-        sticker = await asyncio.wait_for(
-            guild.create_sticker(
-                name=name, description=description, emoji=tag, file=file, reason=_reason(interaction.user)
-            ),
-            DISCORD_TIMEOUT_S,
-        )
-    except discord.HTTPException as exc:
-        log.info("create_sticker failed in guild %s: %s", guild.id, exc)
-        await interaction.followup.send(_explain(exc, "a sticker"), ephemeral=True)
-        return
-    except TimeoutError:
-        await interaction.followup.send("Discord took too long to answer. Try again later.", ephemeral=True)
+    sticker = await _create(
+        interaction,
+        "a sticker",
+        guild.create_sticker(
+            name=name, description=description, emoji=tag, file=file, reason=_reason(interaction.user)
+        ),
+    )
+    if sticker is None:
         return
     log.info(
         "Added sticker %s (%s) to guild %s for %s", sticker.name, sticker.id, guild.id, interaction.user.id
