@@ -126,8 +126,7 @@ def finetune(
     example_group = [name_group[name_key(t)] for t, _ in examples]
     members = {g: [i for i, eg in enumerate(example_group) if eg == g] for g in name_group.values()}
 
-    model = extend_model(teacher.cpu(), len(names)).to(dev)
-    teacher.to(dev)
+    model = extend_model(teacher, len(names)).to(dev)
     with torch.no_grad():  # warm starts: the name's own text vector, the base emoji it already suggests
         name_vecs = teacher.text.embed(to_device(gen.tokenizer.encode(names), dev))
         guesses = gen.group_probs(names).argmax(-1).to(dev)

@@ -111,11 +111,10 @@ class Decoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        x = self.start(torch.cat([z, group], dim=1)).view(-1, 4 * self.w, 9, 9)
-        logits = self.net(x)
-        return to_premultiplied(logits)
+        return to_premultiplied(self.logits(z, group))
 
     def logits(self, z: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Pre-activation output (the training losses want logits for the alpha BCE)."""
         x = self.start(torch.cat([z, group], dim=1)).view(-1, 4 * self.w, 9, 9)
         return self.net(x)
 
