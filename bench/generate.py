@@ -1,8 +1,10 @@
 """Generation benchmark: load time, latency for 1 and 4 images, batch-64 throughput, peak RSS, file size.
 
-    python bench/generate.py [--checkpoint PATH] [--device cpu|cuda] [--runs 20]
+    python bench/generate.py [--checkpoint PATH ...] [--device cpu|cuda] [--runs 20]
+    python bench/generate.py --checkpoint checkpoints/cvae.pt --checkpoint checkpoints/base.pt  # v1 vs v2
 
 Targets on 2 CPU cores: 4 images <= 1 s p50; peak RSS <= 1.5 GB. Prints numbers; asserts nothing.
+With several checkpoints, RSS is the process's peak so far (the models share one process).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from model.checkpoint import SHIPPED_CHECKPOINT  # noqa: E402
 from model.sample import Generator  # noqa: E402
 
 PROMPTS = ["축하해", "배고파", "pizza party", "고양이", "so sleepy lol", "비 와", "love you", "🐱 + 👑"]
+MASHUP = "고양이 + 왕관"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,34 +45,41 @@ def timed(fn, runs: int, sync) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--checkpoint", action="append", default=None, help="repeat to compare")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
 
+    for checkpoint in args.checkpoint or [None]:
+        bench(checkpoint, args.device, args.runs)
+
+
+def bench(checkpoint: str | None, device_name: str, runs: int) -> None:
     t0 = time.perf_counter()
-    gen = Generator.load(args.checkpoint, args.device)
+    gen = Generator.load(checkpoint, device_name)
     load_s = time.perf_counter() - t0
     sync = torch.cuda.synchronize if gen.device == "cuda" else (lambda: None)
     device = (
         torch.cuda.get_device_name() if gen.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     )
-    path = Path(args.checkpoint) if args.checkpoint else SHIPPED_CHECKPOINT
+    path = Path(checkpoint) if checkpoint else SHIPPED_CHECKPOINT
 
-    print(f"device: {device}; model: {gen.name}; checkpoint {path.stat().st_size / 2**20:.1f} MB")
-    print(f"load: {load_s:.2f} s")
+    print(f"device: {device}; model: {gen.name}; checkpoint {path} {path.stat().st_size / 2**20:.1f} MB")
+    print(f"  load: {load_s:.2f} s")
     seed = iter(range(10**6))
     for n in (1, 4):
-        lat = timed(lambda n=n: gen.generate([PROMPTS[0]], n, next(seed)), args.runs, sync)
+        lat = timed(lambda n=n: gen.generate([PROMPTS[0]], n, next(seed)), runs, sync)
         print(
-            f"{n} image(s): p50 {statistics.median(lat) * 1000:.1f} ms, "
+            f"  {n} image(s): p50 {statistics.median(lat) * 1000:.1f} ms, "
             f"p95 {percentile(lat, 0.95) * 1000:.1f} ms"
         )
+    lat = timed(lambda: gen.generate([MASHUP], 4, next(seed)), max(3, runs // 2), sync)
+    print(f"  4 mashup images ({MASHUP}): p50 {statistics.median(lat) * 1000:.1f} ms")
     texts = [PROMPTS[i % len(PROMPTS)] for i in range(64)]
-    lat = timed(lambda: gen.generate(texts, 1, next(seed)), max(3, args.runs // 4), sync)
-    print(f"batch 64: {64 / statistics.median(lat):.0f} images/s")
+    lat = timed(lambda: gen.generate(texts, 1, next(seed)), max(3, runs // 4), sync)
+    print(f"  batch 64: {64 / statistics.median(lat):.0f} images/s")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {rss:.0f} MB")
+    print(f"  peak RSS so far: {rss:.0f} MB")
 
 
 if __name__ == "__main__":

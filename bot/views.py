@@ -37,6 +37,7 @@ class Result:
     tag: str  # related Unicode emoji, the sticker's required tag
     model_name: str
     pick: int | None = None  # index of the chosen candidate, once picked
+    mashup: str = ""  # "base + modifier" for a mashup
 
     @property
     def chosen(self) -> Image.Image | None:
@@ -79,6 +80,8 @@ def result_embed(result: Result) -> discord.Embed:
     )
     embed.add_field(name="Seed", value=str(result.seed))
     embed.add_field(name="Model", value=result.model_name)
+    if result.mashup:
+        embed.add_field(name="Mashup", value=discord.utils.escape_markdown(result.mashup))
     if result.chosen is None:
         embed.add_field(name="Candidates", value=f"{result.count}: pick one with the buttons", inline=False)
     elif result.pick is not None:

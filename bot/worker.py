@@ -77,6 +77,7 @@ class Generation:
     images: list[Image.Image]
     related_emoji: str
     model_name: str
+    mashup: str = ""  # "base + modifier" when the text asked for a mashup
 
 
 @dataclass(eq=False)
@@ -406,8 +407,19 @@ class GenerationWorker:
         except Exception:
             log.warning("related_emoji failed for %r", request.text, exc_info=True)
             tag = FALLBACK_EMOJI
-        result = Generation(list(images), tag, generator.name)
+        result = Generation(list(images), tag, generator.name, describe_mashup(generator, request.text))
         _post(request.loop, _set_result, request.future, result)
+
+
+def describe_mashup(generator: GeneratorLike, text: str) -> str:
+    """ "base + modifier" if the model reads the text as a mashup (generators without mashups: "")."""
+    reader = getattr(generator, "mashup", None)
+    try:
+        parts = reader(text) if reader else None
+    except Exception:
+        log.warning("mashup reading failed for %r", text, exc_info=True)
+        return ""
+    return f"{parts.base} + {parts.modifier}" if parts else ""
 
 
 class GenerationFailed(WorkerError):

@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from model.networks import EmojiCVAE, ModelConfig
 
@@ -24,7 +25,7 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(
-    path: str | Path, model: EmojiCVAE, meta: dict, half: bool = False, extra: dict | None = None
+    path: str | Path, model: nn.Module, meta: dict, half: bool = False, extra: dict | None = None
 ) -> None:
     """Write atomically (temp file + rename): a crash mid-write never leaves a broken checkpoint.
 
@@ -77,15 +78,30 @@ def read_checkpoint(path: str | Path | None) -> dict:
 
 def config_from(payload: dict) -> ModelConfig:
     known = {f.name for f in fields(ModelConfig)}
-    return ModelConfig(**{k: v for k, v in payload["config"].items() if k in known})
+    cfg = {k: v for k, v in payload["config"].items() if k in known}
+    if "fsq_levels" in cfg:
+        cfg["fsq_levels"] = tuple(cfg["fsq_levels"])
+    return ModelConfig(**cfg)
 
 
-def load_model(path: str | Path | None, device: str | torch.device = "cpu") -> tuple[EmojiCVAE, dict]:
+ARCHS = ("cvae", "maskgit")
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The networks for a config (its `arch` picks the generator)."""
+    if cfg.arch == "cvae":
+        return EmojiCVAE(cfg)
+    if cfg.arch == "maskgit":
+        from model.maskgit import EmojiMaskGIT
+
+        return EmojiMaskGIT(cfg)
+    raise CheckpointError(f"unknown architecture {cfg.arch!r} (known: {', '.join(ARCHS)})")
+
+
+def load_model(path: str | Path | None, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """(model in eval mode, float32, on device; the checkpoint's meta)."""
     payload = read_checkpoint(path)
     cfg = config_from(payload)
-    if cfg.arch != "cvae":
-        raise CheckpointError(f"unknown architecture {cfg.arch!r}")
-    model = EmojiCVAE(cfg)
+    model = build_model(cfg)
     model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()}, strict=True)
     return model.to(device).eval(), payload["meta"]

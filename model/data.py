@@ -87,9 +87,12 @@ def read_cldr_annotations(cldr: Path, lang: str) -> dict[str, list[str]]:
             texts = [text] if node.get("type") == "tts" else [t.strip() for t in text.split("|")]
             bucket = out.setdefault(cp, [])
             for t in texts:
-                if t and t not in bucket:
-                    # the tts name goes first: it is the emoji's name
-                    bucket.insert(0, t) if node.get("type") == "tts" else bucket.append(t)
+                if node.get("type") == "tts":  # the tts name goes first: it is the emoji's name
+                    if t in bucket:
+                        bucket.remove(t)
+                    bucket.insert(0, t)
+                elif t and t not in bucket:
+                    bucket.append(t)
     return out
 
 

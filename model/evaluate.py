@@ -19,7 +19,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from model.data import RESOURCES, EmojiDataset, group_key, load_or_build, read_tsv, split_texts
+from model.data import (
+    RESOURCES,
+    DataError,
+    EmojiDataset,
+    find_font,
+    group_key,
+    load_or_build,
+    read_tsv,
+    render_emoji,
+    split_texts,
+)
 from model.sample import Generator
 
 log = logging.getLogger(__name__)
@@ -152,12 +162,64 @@ def caption_font(size: int = 12) -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
+def _is_emoji_char(ch: str) -> bool:
+    cp = ord(ch)
+    return cp >= 0x1F000 or 0x2600 <= cp <= 0x27BF or ch in "\u200d\ufe0f\u20e3" or 0x2190 <= cp <= 0x21FF
+
+
+def draw_label(canvas: Image.Image, xy: tuple[int, int], text: str, font: ImageFont.ImageFont) -> None:
+    """Caption text with its emoji drawn as small Noto glyphs (caption fonts have no emoji)."""
+    draw = ImageDraw.Draw(canvas)
+    x, y = xy
+    runs: list[tuple[bool, str]] = []
+    for ch in text:
+        is_emoji = _is_emoji_char(ch)
+        if runs and runs[-1][0] == is_emoji:
+            runs[-1] = (is_emoji, runs[-1][1] + ch)
+        else:
+            runs.append((is_emoji, ch))
+    for is_emoji, run in runs:
+        glyph = _emoji_strip(run, 16) if is_emoji else None
+        if glyph is not None:
+            canvas.paste(glyph, (x, y - 1), glyph)
+            x += glyph.width + 2
+        else:
+            draw.text((x, y), run, fill="black", font=font)
+            x += int(draw.textlength(run, font=font))
+
+
+def _emoji_strip(run: str, size: int) -> Image.Image | None:
+    """A row of emoji glyphs at `size` pixels, or None when the emoji font is missing."""
+    try:
+        emoji_font = ImageFont.truetype(str(find_font()), 109)
+    except (DataError, OSError):
+        return None
+    glyphs = []
+    i = 0
+    while i < len(run):  # one glyph per emoji sequence: a base plus its joiners and selectors
+        j = i + 1
+        while j < len(run) and (
+            run[j] in "\u200d\ufe0f\u20e3" or run[j - 1] == "\u200d" or 0x1F3FB <= ord(run[j]) <= 0x1F3FF
+        ):
+            j += 1
+        glyph = render_emoji(emoji_font, run[i:j], size)
+        if glyph is not None:
+            glyphs.append(glyph)
+        i = j
+    if not glyphs:
+        return None
+    strip = Image.new("RGBA", (len(glyphs) * (size + 1), size), (0, 0, 0, 0))
+    for k, glyph in enumerate(glyphs):
+        strip.paste(glyph, (k * (size + 1), 0), glyph)
+    return strip
+
+
 def sample_grid(prompts: list[str], images: list[list[Image.Image]], cell: int = 72) -> Image.Image:
     """Rows of samples with the prompt written on the left, on a light checker so alpha shows."""
     label_w, pad = 150, 4
     cols = max(len(row) for row in images)
     grid = Image.new("RGB", (label_w + cols * (cell + pad), len(prompts) * (cell + pad) + pad), "white")
-    draw, font = ImageDraw.Draw(grid), caption_font(13)
+    font = caption_font(13)
     checker = Image.new("RGB", (cell, cell), (235, 235, 235))
     cd = ImageDraw.Draw(checker)
     for y in range(0, cell, 8):
@@ -165,7 +227,7 @@ def sample_grid(prompts: list[str], images: list[list[Image.Image]], cell: int =
             cd.rectangle([x, y, x + 7, y + 7], fill=(250, 250, 250))
     for r, (prompt, row) in enumerate(zip(prompts, images, strict=True)):
         top = pad + r * (cell + pad)
-        draw.text((6, top + cell // 2 - 8), prompt[:18], fill="black", font=font)
+        draw_label(grid, (6, top + cell // 2 - 8), prompt[:18], font)
         for c, image in enumerate(row):
             tile = checker.copy()
             im = image.resize((cell, cell), Image.Resampling.LANCZOS) if image.size != (cell, cell) else image
@@ -175,11 +237,13 @@ def sample_grid(prompts: list[str], images: list[list[Image.Image]], cell: int =
 
 
 def format_table(rows: list[dict]) -> str:
-    cols = ["set", "prompts", "hit@1", "text_top1", "text_top5", "semi_transparent", "diversity"]
+    cols = ["model", "set", "prompts", "hit@1", "text_top1", "text_top5", "semi_transparent", "diversity"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append(
-            "| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"
+            "| "
+            + " | ".join(f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -215,23 +279,38 @@ def evaluate(
 
 
 def run_eval(args: argparse.Namespace) -> None:
-    gen = Generator.load(args.checkpoint, args.device)
+    """One table for one or more checkpoints (the same prompts, seeds and reference), one grid each."""
+    checkpoints = args.checkpoint or [None]
     dataset = load_or_build(Path(args.data), args.font, args.cldr)
     prompts_file = Path(args.prompts) if args.prompts else RESOURCES / "chat_prompts_eval.tsv"
-    rows, shown = evaluate(gen, dataset, prompts_file, args.samples, args.limit)
-    print(
-        f"checkpoint: {args.checkpoint or 'shipped'} ({gen.name}), "
-        f"{args.samples} samples/prompt, seed {EVAL_SEED}"
-    )
-    print(format_table(rows))
+    table, results = [], []
+    for n, checkpoint in enumerate(checkpoints):
+        gen = Generator.load(checkpoint, args.device)
+        rows, shown = evaluate(gen, dataset, prompts_file, args.samples, args.limit)
+        if n:  # the real-emoji reference row is the same for every checkpoint
+            rows = rows[:-1]
+        for row in rows:
+            row["model"] = gen.name if row["set"] != "real emoji (reference)" else ""
+        table += rows
+        grid_path = Path(args.grid)
+        if len(checkpoints) > 1:
+            grid_path = grid_path.with_name(f"{grid_path.stem}_{n}_{gen.arch}{grid_path.suffix}")
+        write_grid(shown, grid_path)
+        results.append((checkpoint or "shipped", gen.name, grid_path))
+    print(f"{args.samples} samples/prompt, seed {EVAL_SEED}")
+    for checkpoint, name, grid_path in results:
+        print(f"- {name}: {checkpoint} (sample grid: {grid_path})")
+    print(format_table(table))
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def write_grid(shown: dict[str, tuple[list[str], list]], path: Path) -> None:
     picks = []
     for name in ("chat-word", "chat-sentence", "cldr-held-out"):
         if name in shown:
             texts, images = shown[name]
             picks += [(t, im) for t, im in zip(texts[:6], images[:6], strict=True)]
     grid = sample_grid([t for t, _ in picks], [im for _, im in picks])
-    Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
-    grid.save(args.grid)
-    print(f"sample grid: {args.grid}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)

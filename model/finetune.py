@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
 from model.chat import chatify
-from model.checkpoint import load_model, save_checkpoint
+from model.checkpoint import build_model, load_model, save_checkpoint
 from model.data import fit_square
-from model.networks import EmojiCVAE, best_of_group_loss, pixel_loss
+from model.networks import best_of_group_loss, pixel_loss
 from model.sample import Generator, clean_text
 from model.text import to_device
 
@@ -82,10 +83,10 @@ def augment(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     return torch.cat([colour, out[:, 3:]], dim=1)
 
 
-def extend_model(base: EmojiCVAE, new_groups: int) -> EmojiCVAE:
+def extend_model(base: nn.Module, new_groups: int) -> nn.Module:
     """A copy of `base` with room for `new_groups` more groups (new rows filled in by the caller)."""
     cfg = dataclasses.replace(base.cfg, num_groups=base.cfg.num_groups + new_groups)
-    model = EmojiCVAE(cfg)
+    model = build_model(cfg)
     state = base.state_dict()
     for key in ("text.prototypes", "groups.weight"):
         grown = model.state_dict()[key].clone()
@@ -93,6 +94,108 @@ def extend_model(base: EmojiCVAE, new_groups: int) -> EmojiCVAE:
         state[key] = grown
     model.load_state_dict(state)
     return model
+
+
+class CVAEImages:
+    """The CVAE's image side: new groups from prior samples (best of the group's augmented images),
+    base groups distilled from the frozen teacher decoder."""
+
+    def __init__(self, model, teacher, images, members, dev, trng):
+        self.model, self.teacher, self.images, self.members, self.dev, self.trng = (
+            model,
+            teacher,
+            images,
+            members,
+            dev,
+            trng,
+        )
+        model.encoder.requires_grad_(False)
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": self.model.decoder.parameters(), "lr": 3e-4}]
+
+    def loss(self, rng: random.Random) -> torch.Tensor:
+        model, teacher, dev, trng = self.model, self.teacher, self.dev, self.trng
+        new_groups = [rng.choice(list(self.members)) for _ in range(16)]
+        most = max(len(m) for m in self.members.values())
+        rows = [self.members[g] + [self.members[g][0]] * (most - len(self.members[g])) for g in new_groups]
+        valid = torch.tensor(
+            [[True] * len(self.members[g]) + [False] * (most - len(self.members[g])) for g in new_groups]
+        )
+        targets = augment(self.images[torch.tensor(rows).flatten()], trng).view(16, most, 4, 72, 72)
+        z = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
+        new_logits = model.decoder.logits(z, model.groups(torch.tensor(new_groups, device=dev)))
+        new_loss = best_of_group_loss(new_logits, targets.to(dev), valid.to(dev)) / 1000
+
+        base_groups = torch.randint(0, teacher.cfg.num_groups, (16,), generator=trng).to(dev)
+        zb = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
+        with torch.no_grad():
+            teacher_img = teacher.decode(zb, teacher.groups(base_groups))
+        base_logits = model.decoder.logits(zb, model.groups(base_groups))
+        return 2 * new_loss + pixel_loss(base_logits, teacher_img).mean() / 1000
+
+
+class MaskGITImages:
+    """Generator v2's image side: the transformer learns the codes of the new (augmented) images given
+    the new group and the name's text vector, and replays a bank of codes the frozen teacher drew for
+    base groups, so the base emoji keep their looks. The tokeniser stays frozen."""
+
+    REPLAY = 192
+
+    def __init__(self, model, teacher, images, members, dev, trng, gen: Generator, names: dict[int, str]):
+        self.model, self.images, self.members, self.dev, self.trng = model, images, members, dev, trng
+        self.gen, self.names = gen, names
+        model.encoder.requires_grad_(False)
+        model.decoder.requires_grad_(False)
+        self.bank_groups = torch.randint(0, teacher.cfg.num_groups, (self.REPLAY,), generator=trng)
+        texts = [meta_name(gen, int(g)) for g in self.bank_groups]
+        self.bank_vectors = torch.stack([gen.text_vector(t) for t in texts])
+        self.bank_codes = self._teacher_codes(teacher)
+
+    @torch.no_grad()
+    def _teacher_codes(self, teacher) -> torch.Tensor:
+        from model.maskgit import sample_codes
+
+        out = []
+        for i in range(0, self.REPLAY, 16):
+            g = self.bank_groups[i : i + 16].to(self.dev)
+            v = self.bank_vectors[i : i + 16]
+            rngs = [torch.Generator().manual_seed(1000 + i + k) for k in range(len(g))]
+            cond = [teacher.transformer.condition(v, teacher.groups(g), len(g))]
+            out.append(sample_codes(teacher, cond, rngs, guidance=self.gen.guidance))
+        return torch.cat(out)
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": self.model.transformer.parameters(), "lr": 2e-4}]
+
+    def loss(self, rng: random.Random) -> torch.Tensor:
+        from model.maskgit import masked_code_loss
+
+        model, dev = self.model, self.dev
+        new_groups = [rng.choice(list(self.members)) for _ in range(16)]
+        picks = [rng.choice(self.members[g]) for g in new_groups]
+        with torch.no_grad():
+            codes = model.tokenize(augment(self.images[torch.tensor(picks)], self.trng).to(dev))
+            texts = [chatify(self.names[g], rng, 0.5) for g in new_groups]
+            vectors = model.text.embed(to_device(self.gen.tokenizer.encode(texts), dev))
+        new_loss = masked_code_loss(model, codes, vectors, torch.tensor(new_groups, device=dev), self.trng)
+        idx = torch.randint(0, self.REPLAY, (16,), generator=self.trng)
+        replay = masked_code_loss(
+            model,
+            self.bank_codes[idx.to(dev)],
+            self.bank_vectors[idx],
+            self.bank_groups[idx].to(dev),
+            self.trng,
+        )
+        return 2 * new_loss + replay
+
+
+def meta_name(gen: Generator, group: int) -> str:
+    """A base group's name (its representative emoji's CLDR name) to condition replayed codes on."""
+    emoji = gen.group_emoji[group]
+    return gen.tokenizer.emoji_names.get(emoji) or gen.tokenizer.emoji_names.get(
+        emoji.replace("\ufe0f", ""), emoji
+    )
 
 
 def finetune(
@@ -116,6 +219,7 @@ def finetune(
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
+    started = time.monotonic()
     teacher, meta = load_model(base, dev)
     teacher.requires_grad_(False)
     gen = Generator(teacher, meta, dev)
@@ -136,18 +240,22 @@ def finetune(
     model.train()
     model.text.requires_grad_(False)
     model.text.prototypes.requires_grad_(True)
-    model.encoder.requires_grad_(False)
+    rng, trng = random.Random(seed), torch.Generator().manual_seed(seed)
+    if model.cfg.arch == "maskgit":
+        group_names = {g: n for n, g in name_group.items()}
+        task = MaskGITImages(model, teacher, images, members, dev, trng, gen, group_names)
+    else:
+        task = CVAEImages(model, teacher, images, members, dev, trng)
     opt = torch.optim.Adam(
         [
             {"params": [model.text.prototypes], "lr": 5e-3},
             {"params": [model.groups.weight], "lr": 3e-3},
-            {"params": model.decoder.parameters(), "lr": 3e-4},
+            *task.param_groups(),
         ]
     )
-    rng, trng = random.Random(seed), torch.Generator().manual_seed(seed)
     base_texts = sorted(set(meta["emoji_names"].values()))
     total = steps or auto_steps(len(names), dev)
-    started, loss_value = time.monotonic(), float("nan")
+    loss_value = float("nan")
     for step in range(1, total + 1):
         if should_stop and should_stop():
             raise FinetuneCancelled("fine-tuning was cancelled")
@@ -163,26 +271,7 @@ def finetune(
         targets = torch.cat([torch.tensor(new_targets, device=dev), replay_targets])
         text_loss = F.cross_entropy(logits, targets)
 
-        # -- images: new groups from prior samples (augmented targets), base groups distilled
-        new_groups = [rng.choice(list(name_group.values())) for _ in range(16)]
-        most = max(len(m) for m in members.values())
-        rows = [members[g] + [members[g][0]] * (most - len(members[g])) for g in new_groups]
-        valid = torch.tensor(
-            [[True] * len(members[g]) + [False] * (most - len(members[g])) for g in new_groups]
-        )
-        targets_img = augment(images[torch.tensor(rows).flatten()], trng).view(16, most, 4, 72, 72)
-        z = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
-        new_logits = model.decoder.logits(z, model.groups(torch.tensor(new_groups, device=dev)))
-        new_loss = best_of_group_loss(new_logits, targets_img.to(dev), valid.to(dev)) / 1000
-
-        base_groups = torch.randint(0, teacher.cfg.num_groups, (16,), generator=trng).to(dev)
-        zb = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
-        with torch.no_grad():
-            teacher_img = teacher.decode(zb, teacher.groups(base_groups))
-        base_logits = model.decoder.logits(zb, model.groups(base_groups))
-        replay_loss = pixel_loss(base_logits, teacher_img).mean() / 1000
-
-        loss = text_loss + 2 * new_loss + replay_loss
+        loss = text_loss + task.loss(rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -32,13 +32,27 @@ class ModelConfig:
     z_dim: int = 32
     width: int = 32  # channels at 36x36; doubled at 18x18 and 9x9
     image_size: int = 72
+    # arch "maskgit" only: FSQ levels per code channel (vocabulary = their product) and the transformer
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    tf_dim: int = 192
+    tf_layers: int = 4
+    tf_heads: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 SIZES = {  # presets for `emoji-train base --size`
-    "tiny": dict(text_buckets=1 << 12, text_dim=32, text_embed_dim=32, group_dim=16, z_dim=8, width=8),
+    "tiny": dict(
+        text_buckets=1 << 12,
+        text_dim=32,
+        text_embed_dim=32,
+        group_dim=16,
+        z_dim=8,
+        width=8,
+        tf_dim=32,
+        tf_layers=1,
+    ),
     "small": dict(text_buckets=1 << 14, text_dim=96, text_embed_dim=128, group_dim=96, width=24),
     "base": dict(),
 }

@@ -15,13 +15,17 @@ import secrets
 import sys
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from model.checkpoint import CheckpointError, load_model
+from model.data import group_key
+from model.mashup import Mashup, compose, find_mashup
 from model.text import MAX_TEXT_CHARS, Tokenizer, to_device
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,22 @@ MAX_CANDIDATES = 4
 TEXT_TEMPERATURE = 0.7
 Z_TEMPERATURE = 0.8
 DECODE_CHUNK = 8
+# v2 (maskgit): parallel decoding rounds, classifier-free guidance, code temperature, samples per call
+CODE_STEPS = 8
+GUIDANCE = 2.0
+CODE_TEMPERATURE = 1.0
+CODE_CHUNK = 4
+MODIFIER_SEED = 0x5EED  # a mashup's second part draws from seed ^ this
+
+
+@dataclass
+class Plan:
+    """One drawing: its text, the group sampled for it, its own RNG (and, for v2, the text vector)."""
+
+    text: str
+    group: int
+    rng: torch.Generator
+    vector: torch.Tensor | None = None
 
 
 class EmptyTextError(ValueError):
@@ -78,10 +98,13 @@ class Generator:
         self.device_obj = device
         self.tokenizer = Tokenizer(model.cfg.text_buckets, meta["emoji_names"])
         self.group_emoji: list[str] = meta["group_emoji"]
+        self.group_index = {key: i for i, key in enumerate(meta["groups"])}
         self.arch = model.cfg.arch
         self.name = f"{self.arch} · {meta.get('label', source)}"
         # sampling knobs (module defaults; evaluation may sweep them)
         self.text_temperature, self.top_p, self.z_temperature = TEXT_TEMPERATURE, TOP_P, Z_TEMPERATURE
+        self.code_steps, self.guidance, self.code_temperature = CODE_STEPS, GUIDANCE, CODE_TEMPERATURE
+        self.repaint_seam = True  # v2 mashups: redraw where the two parts meet
 
     @property
     def device(self) -> str:
@@ -106,8 +129,22 @@ class Generator:
         One text per call: kernels pick their blocking by shape, so batching texts of different lengths
         could change the last bits of a probability, and with them a sampled group.
         """
-        rows = [self.model.text(to_device(self.tokenizer.encode([t]), self.device_obj)) for t in texts]
-        return torch.cat(rows).float().softmax(-1).cpu() if rows else torch.zeros(0, len(self.group_emoji))
+        rows = []
+        for text in texts:
+            group = self.emoji_group(text)
+            if group is not None:  # `/emoji 🍕` means exactly that emoji
+                rows.append(F.one_hot(torch.tensor(group), len(self.group_emoji)).float())
+            else:
+                logits = self.model.text(to_device(self.tokenizer.encode([text]), self.device_obj))
+                rows.append(logits[0].float().softmax(-1).cpu())
+        return torch.stack(rows) if rows else torch.zeros(0, len(self.group_emoji))
+
+    def emoji_group(self, text: str) -> int | None:
+        """The group of a text that is exactly one known emoji, else None."""
+        emoji = self.tokenizer.emoji_only(text)
+        if not emoji or len(emoji) != 1:
+            return None
+        return self.group_index.get(group_key(emoji[0]))
 
     def related_emoji(self, text: str) -> str:
         """The emoji the text most likely means (a sticker's required tag)."""
@@ -124,26 +161,96 @@ class Generator:
 
     # -- images -----------------------------------------------------------------------------------------
     @torch.no_grad()
+    def text_vector(self, text: str) -> torch.Tensor:
+        """(embed_dim,) the text encoder's unit vector for one text (v2 conditions on it)."""
+        return self.model.text.embed(to_device(self.tokenizer.encode([text]), self.device_obj))[0]
+
+    def mashup(self, text: str) -> Mashup | None:
+        """The two parts if the text asks for a mashup (`A + B`, two emoji, "crying pizza")."""
+        return find_mashup(clean_text(text), self.tokenizer, self.group_probs)
+
+    @torch.no_grad()
     def generate_batch(self, jobs: Sequence[tuple[str, int, int]]) -> list[list[Image.Image]]:
-        """Each job is (text, count, seed); returns each job's `count` images, in order."""
+        """Each job is (text, count, seed); returns each job's `count` images, in order.
+
+        A mashup job draws each image twice (base and modifier, from their own texts and seed streams)
+        and composes them; every other job draws each image once.
+        """
         texts = [clean_text(text) for text, _, _ in jobs]
-        probs = self.group_probs(texts) if texts else None
-        groups, noise = [], []
-        for j, (_, count, seed) in enumerate(jobs):
-            ids, weights = self._candidates(probs[j])
+        mashups = [self.mashup(t) for t in texts]
+        # every drawing: (text, seed, sample index); a mashup's modifier gets its own seed stream
+        draws: list[tuple[str, int, int]] = []
+        for text, mash, (_, count, seed) in zip(texts, mashups, jobs, strict=True):
             for k in range(count):
-                rng = torch.Generator().manual_seed(seed_for(int(seed), k))
-                pick = int(torch.multinomial(weights, 1, generator=rng))
-                groups.append(int(ids[pick]))
-                noise.append(torch.randn(self.model.cfg.z_dim, generator=rng) * self.z_temperature)
-        if not groups:
+                if mash:
+                    draws += [(mash.base, int(seed), k), (mash.modifier, int(seed) ^ MODIFIER_SEED, k)]
+                else:
+                    draws.append((text, int(seed), k))
+        if not draws:
             return [[] for _ in jobs]
-        images = [to_rgba_image(p) for p in self._decode(torch.stack(noise), torch.tensor(groups))]
+        pixels, plans = self._draw(draws)
         out, i = [], 0
-        for _, count, _ in jobs:
-            out.append(images[i : i + count])
-            i += count
+        for mash, (_, count, _) in zip(mashups, jobs, strict=True):
+            row = []
+            for _ in range(count):
+                if mash:
+                    row.append(self._compose(pixels[i], pixels[i + 1], plans[i], plans[i + 1]))
+                    i += 2
+                else:
+                    row.append(to_rgba_image(pixels[i]))
+                    i += 1
+            out.append(row)
         return out
+
+    def _draw(self, draws: list[tuple[str, int, int]]) -> tuple[np.ndarray, list[Plan]]:
+        """(N, 4, 72, 72) premultiplied pixels, one per (text, seed, sample index), and their plans."""
+        distinct = sorted({t for t, _, _ in draws})
+        probs = dict(zip(distinct, self.group_probs(distinct), strict=True))
+        candidates = {t: self._candidates(p) for t, p in probs.items()}
+        plans: list[Plan] = []
+        for text, seed, k in draws:
+            ids, weights = candidates[text]
+            rng = torch.Generator().manual_seed(seed_for(seed, k))
+            pick = int(torch.multinomial(weights, 1, generator=rng))
+            plans.append(Plan(text, int(ids[pick]), rng))
+        if self.arch == "maskgit":
+            vectors = {t: self.text_vector(t) for t in distinct}
+            for plan in plans:
+                plan.vector = vectors[plan.text]
+            return self._draw_codes([(p.vector, p.group, p.rng) for p in plans]), plans
+        noise = torch.stack([torch.randn(self.model.cfg.z_dim, generator=p.rng) for p in plans])
+        return self._decode(noise * self.z_temperature, torch.tensor([p.group for p in plans])), plans
+
+    def _compose(
+        self, base: np.ndarray, modifier: np.ndarray, base_plan: Plan, mod_plan: Plan
+    ) -> Image.Image:
+        image, badge = compose(to_rgba_image(base), to_rgba_image(modifier))
+        if self.arch == "maskgit" and self.repaint_seam:
+            image = self._repaint_seam(image, badge, base_plan, mod_plan)
+        return image
+
+    @torch.no_grad()
+    def _repaint_seam(self, image: Image.Image, badge: np.ndarray, base: Plan, modifier: Plan) -> Image.Image:
+        """v2: the codes where the badge meets the base are drawn again, conditioned on both parts at once
+        (a product of the two guided predictions), so the two things are joined by the model, not pasted."""
+        from model.maskgit import GRID, sample_codes
+
+        tf = self.model.transformer
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+        x = torch.cat([x[:3] * x[3:], x[3:]]).unsqueeze(0).to(self.device_obj)
+        codes = self.model.tokenize(x)
+        cover = torch.from_numpy(badge.reshape(GRID, 8, GRID, 8).mean((1, 3))).flatten()
+        seam = ((cover > 0.05) & (cover < 0.95)).to(self.device_obj)
+        init = codes.masked_fill(seam.unsqueeze(0), tf.mask_id)
+        groups = self.model.groups(torch.tensor([base.group, modifier.group], device=self.device_obj))
+        conditions = [
+            tf.condition(base.vector.unsqueeze(0), groups[:1], 1),
+            tf.condition(modifier.vector.unsqueeze(0), groups[1:], 1),
+        ]
+        codes = sample_codes(
+            self.model, conditions, [base.rng], steps=4, guidance=self.guidance, weights=[0.5, 0.5], init=init
+        )
+        return to_rgba_image(self.model.decode_codes(codes)[0].float().cpu().numpy())
 
     def _decode(self, z: torch.Tensor, groups: torch.Tensor) -> np.ndarray:
         """Decode in fixed-size chunks (the last one padded): the decoder always sees the same batch shape,
@@ -157,6 +264,29 @@ class Generator:
             out.append(
                 self.model.decode(zc, self.model.groups(gc)).float().cpu().numpy()[: DECODE_CHUNK - pad]
             )
+        return np.concatenate(out)
+
+    def _draw_codes(self, samples: list[tuple[torch.Tensor, int, torch.Generator]]) -> np.ndarray:
+        """v2: MaskGIT decoding of (text vector, group, RNG) samples, in fixed chunks like `_decode`."""
+        from model.maskgit import sample_codes
+
+        out = []
+        tf = self.model.transformer
+        for start in range(0, len(samples), CODE_CHUNK):
+            chunk = samples[start : start + CODE_CHUNK]
+            pad = CODE_CHUNK - len(chunk)
+            chunk = chunk + [(chunk[0][0], chunk[0][1], torch.Generator().manual_seed(0))] * pad
+            vectors = torch.stack([v for v, _, _ in chunk])
+            groups = self.model.groups(torch.tensor([g for _, g, _ in chunk], device=self.device_obj))
+            codes = sample_codes(
+                self.model,
+                [tf.condition(vectors, groups, len(chunk))],
+                [rng for _, _, rng in chunk],
+                steps=self.code_steps,
+                guidance=self.guidance,
+                temperature=self.code_temperature,
+            )
+            out.append(self.model.decode_codes(codes).float().cpu().numpy()[: CODE_CHUNK - pad])
         return np.concatenate(out)
 
     def generate(self, texts: list[str], count: int = 1, seed: int | None = None) -> list[list[Image.Image]]:

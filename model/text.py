@@ -115,6 +115,24 @@ class Tokenizer:
         text = " ".join("".join(kept).lower().split())
         return text[:MAX_TEXT_CHARS].strip()
 
+    def emoji_only(self, text: str) -> list[str] | None:
+        """The emoji of a text of emoji and spaces only (["🐱", "👑"]); None if anything else is in it."""
+        found, i = [], 0
+        text = unicodedata.normalize("NFC", text).strip()
+        while i < len(text):
+            if text[i].isspace() or text[i] in "\ufe0f\u200d":
+                i += 1
+                continue
+            for length in range(min(self._longest_emoji, len(text) - i), 0, -1):
+                piece = text[i : i + length]
+                if piece in self.emoji_names or piece.replace("\ufe0f", "") in self.emoji_names:
+                    found.append(piece)
+                    i += length
+                    break
+            else:
+                return None
+        return found or None
+
     def _replace_emoji(self, text: str) -> str:
         out, i = [], 0
         while i < len(text):

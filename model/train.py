@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from model.chat import chatify
-from model.checkpoint import config_from, read_checkpoint, save_checkpoint
+from model.checkpoint import ARCHS, build_model, config_from, read_checkpoint, save_checkpoint
 from model.data import DataError, EmojiDataset, find_cldr, load_or_build, read_cldr_annotations, split_texts
 from model.networks import SIZES, EmojiCVAE, ModelConfig, best_of_group_loss, vae_loss
 from model.text import Tokenizer, to_device
@@ -163,7 +163,7 @@ def held_out_targets(dataset: EmojiDataset, held: set[str]) -> tuple[list[str], 
 
 
 class Trainer:
-    """Owns the model, optimisers, EMA copy and the time budget across both phases and resumes."""
+    """Owns the model, optimisers, EMA copy and the time budget across phases and resumes (the CVAE)."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -174,17 +174,47 @@ class Trainer:
         self.dataset = load_or_build(Path(args.data), args.font, cldr)
         self.train_texts, self.held = split_texts(self.dataset)
         self.pairs = TextPairs.from_dataset(self.dataset, self.train_texts)
-        cfg = ModelConfig(num_groups=self.dataset.num_groups, **SIZES[args.size])
+        cfg = ModelConfig(arch=args.arch, num_groups=self.dataset.num_groups, **SIZES[args.size])
         self.tok = Tokenizer(cfg.text_buckets, emoji_names(cldr))
-        self.model = EmojiCVAE(cfg).to(self.device)
-        self.text_opt = torch.optim.AdamW(self.model.text.parameters(), lr=args.text_lr, weight_decay=0.0)
-        cvae_params = [p for n, p in self.model.named_parameters() if not n.startswith("text.")]
-        self.cvae_opt = torch.optim.AdamW(cvae_params, lr=args.lr, weight_decay=1e-4)
+        self.model = build_model(cfg).to(self.device)
+        self.text_ready = self.text_copied = False
+        if getattr(args, "text_from", None):
+            self.copy_text_encoder(args.text_from)
+        self.opts = self.make_optimizers()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.step, self.elapsed, self.cvae_steps = 0, 0.0, 0
+        self.step, self.elapsed, self.image_steps = 0, 0.0, 0
         self.state_path = Path(str(args.out) + ".train")
         if args.resume:
             self._resume()
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        cvae_params = [p for n, p in self.model.named_parameters() if not n.startswith("text.")]
+        return {
+            "text_opt": torch.optim.AdamW(
+                self.model.text.parameters(), lr=self.args.text_lr, weight_decay=0.0
+            ),
+            "cvae_opt": torch.optim.AdamW(cvae_params, lr=self.args.lr, weight_decay=1e-4),
+        }
+
+    def copy_text_encoder(self, path: str) -> None:
+        """Start from another checkpoint's text encoder (same groups): the text phase is skipped."""
+        payload = read_checkpoint(path)
+        if list(payload["meta"]["groups"]) != list(self.dataset.groups):
+            raise SystemExit(
+                f"error: {path} was trained on other emoji groups; cannot reuse its text encoder"
+            )
+        text = {k[5:]: v.float() for k, v in payload["state_dict"].items() if k.startswith("text.")}
+        try:
+            self.model.text.load_state_dict(text)
+        except RuntimeError as exc:
+            raise SystemExit(f"error: {path}: text encoder of another size ({exc})") from exc
+        self.text_ready = self.text_copied = True
+        self.model.text.requires_grad_(False)
+        log.info("text encoder copied from %s; skipping the text phase", path)
+
+    @property
+    def text_share(self) -> float:
+        return 0.0 if self.text_copied else self.args.text_share
 
     # -- budget ---------------------------------------------------------------------------------------
     @property
@@ -212,11 +242,12 @@ class Trainer:
     def save(self, final: bool = False) -> None:
         extra = {
             "model": self.model.state_dict(),
-            "text_opt": self.text_opt.state_dict(),
-            "cvae_opt": self.cvae_opt.state_dict(),
+            **{name: opt.state_dict() for name, opt in self.opts.items()},
             "step": self.step,
             "elapsed": self.elapsed,
-            "cvae_steps": self.cvae_steps,
+            "image_steps": self.image_steps,
+            "text_ready": self.text_ready,
+            "text_copied": self.text_copied,
         }
         save_checkpoint(self.state_path, self.ema, self.meta(), extra=extra)
         if final:
@@ -233,22 +264,27 @@ class Trainer:
         extra = payload["extra"]
         self.model.load_state_dict(extra["model"])
         self.ema.load_state_dict(payload["state_dict"])
-        self.text_opt.load_state_dict(extra["text_opt"])
-        self.cvae_opt.load_state_dict(extra["cvae_opt"])
+        for name, opt in self.opts.items():
+            opt.load_state_dict(extra[name])
         self.step, self.elapsed = int(extra["step"]), float(extra["elapsed"])
-        self.cvae_steps = int(extra.get("cvae_steps", 0))
+        self.image_steps = int(extra.get("image_steps", extra.get("cvae_steps", 0)))
+        self.text_ready = bool(extra.get("text_ready", self.image_steps > 0))
+        self.text_copied = bool(extra.get("text_copied", False))
+        if self.text_ready:
+            self.model.text.requires_grad_(False)
         log.info("resumed at step %d (%.1f of %.1f min)", self.step, self.elapsed / 60, self.args.minutes)
 
     # -- phases ---------------------------------------------------------------------------------------
     def text_step(self, fraction: float) -> float:
         texts, groups = self.pairs.sample(self.rng, self.args.text_batch)
-        for group in self.text_opt.param_groups:
+        opt = self.opts["text_opt"]
+        for group in opt.param_groups:
             group["lr"] = lr_at(fraction, self.args.text_lr)
         logits = self.model.text(to_device(self.tok.encode(texts), self.device))
         loss = F.cross_entropy(logits, torch.tensor(groups, device=self.device), label_smoothing=0.05)
-        self.text_opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.text_opt.step()
+        opt.step()
         return loss.item()
 
     def cvae_step(self, images: torch.Tensor, group_images: list[np.ndarray], fraction: float) -> dict:
@@ -256,7 +292,8 @@ class Trainer:
         prior path on the rest (one group at a time, so every emoji gets drawn, people do not dominate)."""
         n_post = max(1, int(self.args.batch_size * self.args.posterior_share))
         n_prior = self.args.batch_size - n_post
-        for group in self.cvae_opt.param_groups:
+        opt = self.opts["cvae_opt"]
+        for group in opt.param_groups:
             group["lr"] = lr_at(fraction, self.args.lr)
         beta = self.args.beta * min(1.0, fraction / 0.05)
 
@@ -275,18 +312,21 @@ class Trainer:
             prior = best_of_group_loss(prior_logits, images[members].to(self.device), valid.to(self.device))
             loss = loss + self.args.prior_weight * prior / 1000
             parts["prior"] = prior.item() / 1000
-        self.cvae_opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.cvae_opt.step()
-        self.cvae_steps += 1
-        decay = min(self.args.ema, (1 + self.cvae_steps) / (10 + self.cvae_steps))  # EMA warm-up
+        opt.step()
+        self.update_ema()
+        return parts
+
+    def update_ema(self) -> None:
+        """EMA of the trainable weights, with a warm-up so early steps are not averaged with noise."""
+        self.image_steps += 1
+        decay = min(self.args.ema, (1 + self.image_steps) / (10 + self.image_steps))
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                if not p.requires_grad:
-                    continue
-                e.lerp_(p, 1 - decay)
-        return parts
+                if p.requires_grad:
+                    e.lerp_(p, 1 - decay)
 
     def group_members(self, groups: list[int], group_images: list[np.ndarray], most: int = 8):
         """(B, most) image indices of each group (a random few for big groups) and a validity mask."""
@@ -299,29 +339,38 @@ class Trainer:
             rows.append(members + [members[0]] * (most - len(members)))
         return torch.tensor(rows), torch.tensor(valid)
 
-    def run(self) -> None:
-        held_texts, held_targets = held_out_targets(self.dataset, self.held)
-        images = images_tensor(self.dataset)
+    def prepare(self) -> None:
+        """Tensors the image phases need (built once per run, also after a resume)."""
+        self.images = images_tensor(self.dataset)
         if self.device.type == "cuda":
-            images = images.pin_memory()
-        group_images = self.dataset.group_images()
-        progress = Progress(f"train {self.args.size}")
+            self.images = self.images.pin_memory()
+        self.group_image_index = self.dataset.group_images()
+
+    def finish_text_phase(self) -> None:
+        """The text encoder is done: report it, freeze it, start the EMA from it."""
+        self.ema.load_state_dict(self.model.state_dict())
+        self.text_ready = True
+        self.model.text.requires_grad_(False)
+        top1, top5 = text_accuracy(self.model, self.tok, self.held_texts, self.held_targets, self.device)
+        log.info("text encoder: held-out top-1 %.3f top-5 %.3f", top1, top5)
+
+    def train_step(self, fraction: float) -> dict[str, float]:
+        """One step of whichever phase `fraction` of the budget falls in."""
+        if fraction < self.text_share:
+            return {"text_loss": self.text_step(fraction / self.text_share)}
+        if not self.text_ready:
+            self.finish_text_phase()
+        phase_fraction = (fraction - self.text_share) / (1 - self.text_share)
+        return self.cvae_step(self.images, self.group_image_index, phase_fraction)
+
+    def run(self) -> None:
+        self.held_texts, self.held_targets = held_out_targets(self.dataset, self.held)
+        self.prepare()
+        progress = Progress(f"train {self.args.arch} {self.args.size}")
         last_save = time.monotonic()
-        ema_ok = self.step > 0
         while self.fraction() < 1.0:
             t0 = time.monotonic()
-            fraction = self.fraction()
-            if fraction < self.args.text_share:
-                phase_fraction = fraction / self.args.text_share
-                metrics = {"text_loss": self.text_step(phase_fraction)}
-            else:
-                if not ema_ok:  # the text encoder is done: the EMA starts from it
-                    self.ema.load_state_dict(self.model.state_dict())
-                    ema_ok = True
-                    top1, top5 = text_accuracy(self.model, self.tok, held_texts, held_targets, self.device)
-                    log.info("text encoder: held-out top-1 %.3f top-5 %.3f", top1, top5)
-                phase_fraction = (fraction - self.args.text_share) / (1 - self.args.text_share)
-                metrics = self.cvae_step(images, group_images, phase_fraction)
+            metrics = self.train_step(self.fraction())
             self.step += 1
             self.elapsed += time.monotonic() - t0
             eta = self.budget_s - self.elapsed
@@ -332,9 +381,9 @@ class Trainer:
                 self.save()
                 last_save = time.monotonic()
         progress.close()
-        if not ema_ok:
+        if self.image_steps == 0:
             self.ema.load_state_dict(self.model.state_dict())
-        top1, top5 = text_accuracy(self.ema, self.tok, held_texts, held_targets, self.device)
+        top1, top5 = text_accuracy(self.ema, self.tok, self.held_texts, self.held_targets, self.device)
         log.info(
             "done: %d steps in %.1f min; text held-out top-1 %.3f top-5 %.3f",
             self.step,
@@ -361,7 +410,18 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--minutes", type=float, default=60.0, help="time budget for both phases")
     base.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: time only)")
     base.add_argument("--size", choices=sorted(SIZES), default="base")
-    base.add_argument("--arch", choices=["cvae"], default="cvae")
+    base.add_argument(
+        "--arch",
+        choices=list(ARCHS),
+        default="cvae",
+        help="cvae: the seed's conditional VAE (v1); maskgit: image tokens + masked transformer (v2)",
+    )
+    base.add_argument(
+        "--text-from",
+        default=None,
+        metavar="CKPT",
+        help="reuse this checkpoint's text encoder (same emoji groups) and skip the text phase",
+    )
     base.add_argument("--resume", action="store_true", help="continue from OUT.train")
     base.add_argument("--seed", type=int, default=0)
     base.add_argument("--text-share", type=float, default=0.12, help="share of the budget for the text phase")
@@ -383,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of the best-of-group loss on prior samples (ties the decoder to the text)",
     )
     base.add_argument("--ema", type=float, default=0.998)
+    base.add_argument("--ae-share", type=float, default=0.3, help="maskgit: budget share of the tokeniser")
+    base.add_argument("--tf-batch", type=int, default=48, help="maskgit: transformer batch size")
+    base.add_argument("--tf-lr", type=float, default=1e-3, help="maskgit: transformer learning rate")
     base.add_argument("--save-every", type=float, default=5.0, help="minutes between resumable saves")
     base.add_argument(
         "--half",
@@ -407,7 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--label", default="custom", help="model name shown in the bot's embeds")
 
     ev = sub.add_parser("eval", help="measure a checkpoint: hit@1, sharpness, diversity, sample grid")
-    ev.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    ev.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        help="checkpoint to measure; repeat it to compare several in one table (default: the shipped one)",
+    )
     ev.add_argument("--prompts", default=None, help="chat prompt file (default: the bundled one)")
     ev.add_argument("--samples", type=int, default=4, help="samples per prompt")
     ev.add_argument("--limit", type=int, default=300, help="prompts per CLDR set (seen / held-out)")
@@ -449,7 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "base":
-            Trainer(args).run()
+            if args.arch == "maskgit":
+                from model.train_maskgit import MaskGITTrainer
+
+                MaskGITTrainer(args).run()
+            else:
+                Trainer(args).run()
         elif args.command == "finetune":
             run_finetune(args)
         elif args.command == "eval":

@@ -1,6 +1,6 @@
-"""Regenerate the README's sample grid: 16 everyday prompts (Korean and English), 4 fixed seeds each.
+"""Regenerate the README's grids: 16 everyday prompts and 12 mashups (Korean and English), 4 fixed seeds each.
 
-python scripts/readme_grid.py [--checkpoint PATH] [--out docs/samples.png]
+python scripts/readme_grid.py [--checkpoint PATH] [--out docs/samples.png] [--mashups docs/mashups.png]
 """
 
 from __future__ import annotations
@@ -32,12 +32,27 @@ PROMPTS = [
     "생일 축하해",
     "thank you",
 ]
+MASHUPS = [
+    "고양이 + 왕관",
+    "🐱👑",
+    "crying pizza",
+    "피자 + ㅠㅠ",
+    "🍕😭",
+    "ghost + sunglasses",
+    "하트 + 불",
+    "🤖❤️",
+    "sick robot",
+    "donut + fire",
+    "개구리 + 왕관",
+    "🦄🌈",
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--out", default="docs/samples.png")
+    parser.add_argument("--mashups", default="docs/mashups.png")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     gen = Generator.load(args.checkpoint, "cpu")
@@ -45,6 +60,8 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sample_grid(PROMPTS, images).save(args.out)
     print(f"wrote {args.out}")
+    sample_grid(MASHUPS, gen.generate(MASHUPS, count=4, seed=args.seed)).save(args.mashups)
+    print(f"wrote {args.mashups}")
 
 
 if __name__ == "__main__":

@@ -19,15 +19,17 @@ def tiny_dataset_path(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tiny_dataset_path, tmp_path_factory) -> Path:
-    """A tiny model trained for a few seconds through the real `emoji-train base` command."""
+@pytest.fixture(scope="session", params=["cvae", "maskgit"])
+def tiny_checkpoint(request, tiny_dataset_path, tmp_path_factory) -> Path:
+    """A tiny model of each architecture, trained for seconds through the real `emoji-train base`."""
     from model.train import main
 
-    out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    out = tmp_path_factory.mktemp("ckpt") / f"tiny-{request.param}.pt"
     rc = main(
         [
             "base",
+            "--arch",
+            request.param,
             "--out",
             str(out),
             "--size",

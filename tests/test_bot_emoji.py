@@ -100,6 +100,21 @@ async def test_emoji_defers_then_sends_a_320_rgba_png(simcord_env):
     assert fields["Seed"].isdigit() and fields["Model"]
 
 
+async def test_two_things_joined_by_plus_make_one_mashup_emoji(simcord_env):
+    guild, channel, alice, _ = setup_guild(simcord_env)
+
+    result = await alice.slash(channel, "emoji", text="고양이 + 왕관", seed=3)
+    plain = await alice.slash(channel, "emoji", text="고양이", seed=3)
+
+    message = result.response
+    big, small = message.attachments
+    assert (await image(big)).size == (320, 320) and (await image(small)).size == (72, 72)
+    fields = {f.name: f.value for f in message.embeds[0].fields}
+    assert fields["Mashup"] == "고양이 + 왕관"
+    assert "Mashup" not in {f.name for f in plain.response.embeds[0].fields}
+    assert await small.read() != await plain.response.attachments[1].read()  # the crown is on it
+
+
 async def test_private_result_is_ephemeral(simcord_env):
     guild, channel, alice, bob = setup_guild(simcord_env)
 

@@ -168,6 +168,7 @@ class Generate(commands.Cog):
             images=generation.images,
             tag=generation.related_emoji,
             model_name=generation.model_name,
+            mashup=generation.mashup,
         )
         await self.send_result(interaction, result)
 

@@ -1,0 +1,267 @@
+"""Generator v2, the DALL-E direction sized for two CPU cores: image tokens + a masked transformer.
+
+    training:  image --TokenEncoder--> 9x9 grid of FSQ codes --TokenDecoder--> image       (phase 2)
+               [text vector, group embedding, masked codes] --MaskTransformer--> codes      (phase 3)
+    sampling:  text -> p(group | text) -> a group g          (the same text prior as the CVAE)
+               all 81 codes masked -> a few parallel MaskGIT steps with classifier-free guidance -> decode
+
+Finite scalar quantisation (FSQ) gives the discrete codes without a learnt codebook, so no code collapses.
+The transformer sees the prompt's own text vector next to the group embedding: the group decides what is
+drawn, the text and the sampled codes decide which variant, colour and detail; so two seeds of one prompt
+give different emoji. Mashups condition on two groups and two texts at once (see `Mashup`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.networks import ModelConfig, ResBlock, to_premultiplied
+from model.text import TextEncoder
+
+GRID = 9  # codes per side: one code per 8x8 pixels
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantisation (Mentzer et al. 2023): round each channel to a few levels.
+
+    (B, D, H, W) floats -> (quantised values in [-1, 1], integer codes (B, H, W)).
+    """
+
+    def __init__(self, levels: tuple[int, ...]):
+        super().__init__()
+        lv = torch.tensor(levels, dtype=torch.float32)
+        self.register_buffer("levels", lv, persistent=False)
+        basis = torch.cumprod(torch.tensor([1, *levels[:-1]]), 0)
+        self.register_buffer("basis", basis, persistent=False)
+        self.size = int(math.prod(levels))
+
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        lv = self.levels.view(1, -1, 1, 1)
+        half = (lv - 1) * (1 - 1e-3) / 2
+        offset = torch.where(lv % 2 == 0, 0.5, 0.0)
+        shift = torch.atanh(offset / half)
+        return torch.tanh(z + shift) * half - offset
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bounded = self.bound(z)
+        rounded = bounded + (bounded.round() - bounded).detach()  # straight-through
+        width = (self.levels // 2).view(1, -1, 1, 1)
+        codes = ((rounded.detach() + width).long() * self.basis.view(1, -1, 1, 1)).sum(1)
+        return rounded / width, codes
+
+    def values(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) integer codes -> (B, D, H, W) quantised values in [-1, 1]."""
+        digits = (codes.unsqueeze(1) // self.basis.view(1, -1, 1, 1)) % self.levels.long().view(1, -1, 1, 1)
+        width = (self.levels // 2).view(1, -1, 1, 1)
+        return (digits.float() - width) / width
+
+
+class TokenEncoder(nn.Module):
+    """(B, 4, 72, 72) premultiplied RGBA -> (B, D, 9, 9) pre-quantisation values."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.net = nn.Sequential(
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(16, w, 3, padding=1),
+            ResBlock(w),  # 36x36
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),
+            ResBlock(2 * w),  # 18x18
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1),
+            ResBlock(4 * w),
+            ResBlock(4 * w),  # 9x9
+            nn.GroupNorm(8, 4 * w),
+            nn.SiLU(),
+            nn.Conv2d(4 * w, len(cfg.fsq_levels), 1),
+        )
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+
+class TokenDecoder(nn.Module):
+    """(B, D, 9, 9) quantised values -> (B, 4, 72, 72) logits (the CVAE decoder's upsampling path)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        w = cfg.width
+        self.net = nn.Sequential(
+            nn.Conv2d(len(cfg.fsq_levels), 4 * w, 3, padding=1),
+            ResBlock(4 * w),
+            ResBlock(4 * w),  # 9x9
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(4 * w, 2 * w, 3, padding=1),
+            ResBlock(2 * w),
+            ResBlock(2 * w),  # 18x18
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(2 * w, w, 3, padding=1),
+            ResBlock(w),
+            ResBlock(w),  # 36x36
+            nn.GroupNorm(8, w),
+            nn.SiLU(),
+            nn.Conv2d(w, 16, 3, padding=1),
+            nn.PixelShuffle(2),
+        )
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return self.net(values)
+
+
+class MaskTransformer(nn.Module):
+    """Bidirectional transformer over [text, group, 81 codes]; predicts the masked codes."""
+
+    def __init__(self, cfg: ModelConfig, vocab: int):
+        super().__init__()
+        d = cfg.tf_dim
+        self.mask_id = vocab
+        self.codes = nn.Embedding(vocab + 1, d)
+        self.pos = nn.Parameter(torch.randn(GRID * GRID + 2, d) * 0.02)
+        self.text_proj = nn.Linear(cfg.text_embed_dim, d)
+        self.null_text = nn.Parameter(torch.zeros(d))
+        self.null_group = nn.Parameter(torch.zeros(d))
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.tf_heads, 4 * d, dropout=0.1, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, cfg.tf_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab)
+
+    def condition(
+        self, text: torch.Tensor | None, group: torch.Tensor | None, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, d) text token and (B, d) group token; None means "unconditional" (the CFG branch)."""
+        t = self.text_proj(text) if text is not None else self.null_text.expand(batch, -1)
+        g = group if group is not None else self.null_group.expand(batch, -1)
+        return t, g
+
+    def forward(self, codes: torch.Tensor, text_tok: torch.Tensor, group_tok: torch.Tensor) -> torch.Tensor:
+        """codes (B, 81) with mask_id where unknown -> (B, 81, vocab) logits."""
+        x = torch.cat([text_tok.unsqueeze(1), group_tok.unsqueeze(1), self.codes(codes)], dim=1)
+        x = self.blocks(x + self.pos)
+        return self.head(self.norm(x[:, 2:]))
+
+
+class EmojiMaskGIT(nn.Module):
+    """Text encoder (prior over groups), group table, FSQ image tokeniser and the masked transformer."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text = TextEncoder(cfg.text_buckets, cfg.text_dim, cfg.text_embed_dim, cfg.num_groups)
+        self.fsq = FSQ(tuple(cfg.fsq_levels))
+        self.groups = nn.Embedding(cfg.num_groups, cfg.tf_dim)
+        self.encoder = TokenEncoder(cfg)
+        self.decoder = TokenDecoder(cfg)
+        self.transformer = MaskTransformer(cfg, self.fsq.size)
+
+    @property
+    def vocab(self) -> int:
+        return self.fsq.size
+
+    def tokenize(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 4, 72, 72) -> (B, 81) codes."""
+        return self.fsq(self.encoder(image))[1].flatten(1)
+
+    def reconstruct(self, image: torch.Tensor) -> torch.Tensor:
+        """Training pass of the tokeniser: logits of the image rebuilt from its own codes."""
+        values, _ = self.fsq(self.encoder(image))
+        return self.decoder(values)
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, 81) codes -> (B, 4, 72, 72) premultiplied RGBA in [0, 1]."""
+        values = self.fsq.values(codes.view(-1, GRID, GRID))
+        return to_premultiplied(self.decoder(values))
+
+
+def mask_schedule(fraction: torch.Tensor | float) -> torch.Tensor | float:
+    """MaskGIT's cosine schedule: share of codes still masked after `fraction` of the steps."""
+    if isinstance(fraction, torch.Tensor):
+        return torch.cos(fraction * math.pi / 2)
+    return math.cos(fraction * math.pi / 2)
+
+
+def masked_code_loss(
+    model: EmojiMaskGIT,
+    codes: torch.Tensor,
+    text: torch.Tensor,
+    groups: torch.Tensor,
+    gen: torch.Generator | None = None,
+    drop: float = 0.1,
+) -> torch.Tensor:
+    """Cross-entropy on a random cosine-scheduled share of masked codes; the condition parts are
+    dropped independently (`drop` each) so the same network also gives the unconditional branch."""
+    b, n = codes.shape
+    dev = codes.device
+    ratio = mask_schedule(torch.rand(b, 1, generator=gen).to(dev))
+    scores = torch.rand(b, n, generator=gen).to(dev)
+    masked = scores < ratio  # about ratio * n masked
+    masked[torch.arange(b, device=dev), scores.argmin(1)] = True  # at least one per row
+    tf = model.transformer
+    text_tok, group_tok = tf.condition(text, model.groups(groups), b)
+    keep_text = (torch.rand(b, 1, generator=gen).to(dev) >= drop).float()
+    keep_group = (torch.rand(b, 1, generator=gen).to(dev) >= drop).float()
+    text_tok = keep_text * text_tok + (1 - keep_text) * tf.null_text
+    group_tok = keep_group * group_tok + (1 - keep_group) * tf.null_group
+    logits = tf(codes.masked_fill(masked, tf.mask_id), text_tok, group_tok)
+    return F.cross_entropy(logits[masked], codes[masked], label_smoothing=0.05)
+
+
+@torch.no_grad()
+def sample_codes(
+    model: EmojiMaskGIT,
+    conditions: list[tuple[torch.Tensor, torch.Tensor]],
+    rngs: list[torch.Generator],
+    steps: int = 8,
+    guidance: float = 2.0,
+    temperature: float = 1.0,
+    weights: list[float] | None = None,
+    init: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MaskGIT decoding for B samples: `steps` rounds, each keeping the most confident new codes.
+
+    conditions: one or more (text tokens (B, d), group tokens (B, d)); their guided log-probabilities
+    are added (a product of experts, `weights` each), which is how a mashup asks for two things at once.
+    rngs: one generator per sample, so a sample never depends on its batch mates.
+    init: (B, 81) codes to start from, mask_id where the model should draw (inpainting).
+    """
+    tf = model.transformer
+    b, n = len(rngs), GRID * GRID
+    dev = conditions[0][0].device
+    weights = weights or [1.0] * len(conditions)
+    codes = torch.full((b, n), tf.mask_id, dtype=torch.long, device=dev) if init is None else init.clone()
+    null_t, null_g = tf.condition(None, None, b)
+    start_masked = int((codes[0] == tf.mask_id).sum())
+    for step in range(steps):
+        masked = codes == tf.mask_id
+        if not masked.any():
+            break
+        k = len(conditions)
+        batch_codes = codes.repeat(k + 1, 1)
+        texts = torch.cat([c[0] for c in conditions] + [null_t])
+        groups = torch.cat([c[1] for c in conditions] + [null_g])
+        logp = tf(batch_codes, texts, groups).float().log_softmax(-1).view(k + 1, b, n, -1)
+        uncond = logp[-1]
+        guided = uncond + sum(w * (1 + guidance) * (logp[i] - uncond) for i, w in enumerate(weights))
+        # one uniform draw per code for the code itself, one for the keep order: from each sample's own RNG
+        uniform = torch.stack([torch.rand(2, n, generator=g) for g in rngs]).to(dev)  # (B, 2, n)
+        cdf = (guided / max(temperature, 1e-4)).softmax(-1).cumsum(-1)
+        picked = torch.searchsorted(cdf, uniform[:, 0].unsqueeze(-1) * cdf[..., -1:]).squeeze(-1)
+        picked = picked.clamp_max(cdf.shape[-1] - 1)  # (B, n)
+        conf = guided.log_softmax(-1).gather(-1, picked.unsqueeze(-1)).squeeze(-1)
+        # randomness in which codes are kept, fading over the steps (MaskGIT's "choice temperature")
+        gumbel = -torch.log(-torch.log(uniform[:, 1] + 1e-9) + 1e-9)
+        conf = conf + 2.0 * (1 - (step + 1) / steps) * gumbel
+        conf = conf.masked_fill(~masked, float("inf"))
+        still_masked = int(start_masked * mask_schedule((step + 1) / steps))
+        still_masked = min(still_masked, int(masked.sum(1).min()) - 1)
+        new = torch.where(masked, picked, codes)
+        if still_masked > 0:
+            cut = conf.sort(dim=1).values[:, still_masked - 1 : still_masked]  # per-row threshold
+            new = torch.where(conf <= cut, tf.mask_id, new)
+        codes = new
+    return codes

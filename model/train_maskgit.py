@@ -1,0 +1,118 @@
+"""Training recipe of generator v2 (`emoji-train base --arch maskgit`): three phases in one time budget.
+
+text phase        the text encoder, exactly as for the CVAE (skipped with --text-from CKPT)
+tokeniser phase   FSQ autoencoder: image -> 81 codes -> image (L1 colour + alpha BCE)
+transformer phase every image's codes are fixed; the transformer learns masked codes given the group
+                  embedding and the text vector of one of the group's (chat-dressed) training texts
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from model.chat import chatify
+from model.maskgit import masked_code_loss
+from model.networks import pixel_loss
+from model.text import to_device
+from model.train import Trainer, lr_at
+
+log = logging.getLogger("emoji-train")
+
+
+class MaskGITTrainer(Trainer):
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        m, a = self.model, self.args
+        tf_params = list(m.transformer.parameters()) + list(m.groups.parameters())
+        ae_params = list(m.encoder.parameters()) + list(m.decoder.parameters())
+        return {
+            "text_opt": torch.optim.AdamW(m.text.parameters(), lr=a.text_lr, weight_decay=0.0),
+            "ae_opt": torch.optim.AdamW(ae_params, lr=a.lr, weight_decay=1e-4),
+            "tf_opt": torch.optim.AdamW(tf_params, lr=a.tf_lr, betas=(0.9, 0.98), weight_decay=0.01),
+        }
+
+    def phase_bounds(self) -> tuple[float, float]:
+        """Fractions of the budget where the tokeniser and the transformer phases start."""
+        ae_start = self.text_share
+        return ae_start, ae_start + (1 - ae_start) * self.args.ae_share
+
+    def train_step(self, fraction: float) -> dict[str, float]:
+        ae_start, tf_start = self.phase_bounds()
+        if fraction < ae_start:
+            return {"text_loss": self.text_step(fraction / ae_start)}
+        if not self.text_ready:
+            self.finish_text_phase()
+        if fraction < tf_start:
+            return self.tokeniser_step((fraction - ae_start) / (tf_start - ae_start))
+        if not hasattr(self, "codes"):
+            self.freeze_tokeniser()
+        return self.transformer_step((fraction - tf_start) / (1 - tf_start))
+
+    # -- phase 2 --------------------------------------------------------------------------------------
+    def tokeniser_step(self, fraction: float) -> dict[str, float]:
+        opt = self.opts["ae_opt"]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(fraction, self.args.lr)
+        idx = torch.tensor([self.rng.randrange(len(self.images)) for _ in range(self.args.batch_size)])
+        x = self.images[idx].to(self.device, non_blocking=True)
+        loss = pixel_loss(self.model.reconstruct(x), x).mean() / 1000
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        opt.step()
+        self.update_ema()
+        return {"recon": loss.item()}
+
+    @torch.no_grad()
+    def freeze_tokeniser(self) -> None:
+        """The EMA tokeniser becomes *the* tokeniser; every image's 81 codes are computed once."""
+        for name in ("encoder", "decoder"):
+            getattr(self.model, name).load_state_dict(getattr(self.ema, name).state_dict())
+            getattr(self.model, name).requires_grad_(False)
+        self.model.eval()
+        codes = [
+            self.model.tokenize(self.images[i : i + 256].to(self.device))
+            for i in range(0, len(self.images), 256)
+        ]
+        self.codes = torch.cat(codes)
+        recon = self.model.decode_codes(self.codes[:256])
+        err = (recon - self.images[:256].to(self.device)).abs().mean().item()
+        used = len(torch.unique(self.codes))
+        log.info("tokeniser frozen: %d of %d codes in use, mean abs error %.4f", used, self.model.vocab, err)
+        self.model.train()
+
+    # -- phase 3 --------------------------------------------------------------------------------------
+    def condition_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image ids, group ids, text vectors): one group at a time mostly, so people do not dominate;
+        the text is one of that group's own training texts, dressed up as chat."""
+        image_ids, texts = [], []
+        nonempty = [g for g, idx in enumerate(self.group_image_index) if len(idx)]
+        for _ in range(n):
+            if self.rng.random() < 0.7:
+                g = self.rng.choice(nonempty)
+                i = int(self.rng.choice(self.group_image_index[g].tolist()))
+            else:
+                i = self.rng.randrange(len(self.images))
+                g = int(self.dataset.image_group[i])
+            own = self.pairs.by_group[g]
+            text = self.pairs.texts[self.rng.choice(own)] if own else self.dataset.groups[g]
+            image_ids.append(i)
+            texts.append(chatify(text, self.rng))
+        with torch.no_grad():
+            vectors = self.model.text.embed(to_device(self.tok.encode(texts), self.device))
+        groups = torch.from_numpy(self.dataset.image_group[image_ids]).to(self.device)
+        return torch.tensor(image_ids), groups, vectors
+
+    def transformer_step(self, fraction: float) -> dict[str, float]:
+        opt = self.opts["tf_opt"]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(fraction, self.args.tf_lr)
+        image_ids, groups, vectors = self.condition_batch(self.args.tf_batch)
+        loss = masked_code_loss(self.model, self.codes[image_ids.to(self.device)], vectors, groups)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        opt.step()
+        self.update_ema()
+        return {"code_loss": loss.item()}
