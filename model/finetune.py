@@ -137,8 +137,9 @@ class CVAEImages:
 
 class MaskGITImages:
     """Generator v2's image side: the transformer learns the codes of the new (augmented) images given
-    the new group and the name's text vector, and replays a bank of codes the frozen teacher drew for
-    base groups, so the base emoji keep their looks. The tokeniser stays frozen."""
+    the new group and the name's text vector, and replays base emoji from the code bank (or codes the frozen
+    teacher draws), so the base emoji keep their looks. The new emoji join the code bank. The tokeniser stays
+    frozen."""
 
     REPLAY = 192
 
@@ -147,23 +148,35 @@ class MaskGITImages:
         self.gen, self.names = gen, names
         model.encoder.requires_grad_(False)
         model.decoder.requires_grad_(False)
-        self.bank_groups = torch.randint(0, teacher.cfg.num_groups, (self.REPLAY,), generator=trng)
-        texts = [meta_name(gen, int(g)) for g in self.bank_groups]
-        self.bank_vectors = torch.stack([gen.text_vector(t) for t in texts])
-        self.bank_codes = self._teacher_codes(teacher)
+        with torch.no_grad():  # the new emoji join the code bank: sampling can start from them
+            rows = [i for g in sorted(members) for i in members[g]]
+            new_codes = model.tokenize(images[torch.tensor(rows)].to(dev))
+            new_groups = torch.tensor([g for g in sorted(members) for _ in members[g]])
+            model.set_bank(
+                torch.cat([model.bank_codes, new_codes.to(model.bank_codes.device).to(torch.int16)]),
+                torch.cat([model.bank_groups.cpu(), new_groups]),
+            )
+        self.replay_groups, self.replay_codes = self._replay_bank(teacher)
+        texts = [meta_name(gen, int(g)) for g in self.replay_groups]
+        self.replay_vectors = torch.stack([gen.text_vector(t) for t in texts])
 
     @torch.no_grad()
-    def _teacher_codes(self, teacher) -> torch.Tensor:
+    def _replay_bank(self, teacher) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base emoji to replay: rows of the teacher's code bank, or (no bank) codes the teacher draws."""
         from model.maskgit import sample_codes
 
+        if teacher.cfg.bank_size:
+            rows = torch.randint(0, teacher.cfg.bank_size, (self.REPLAY,), generator=self.trng)
+            return teacher.bank_groups[rows.to(self.dev)].cpu(), teacher.bank_codes[rows.to(self.dev)].long()
+        groups = torch.randint(0, teacher.cfg.num_groups, (self.REPLAY,), generator=self.trng)
+        vectors = torch.stack([self.gen.text_vector(meta_name(self.gen, int(g))) for g in groups])
         out = []
         for i in range(0, self.REPLAY, 16):
-            g = self.bank_groups[i : i + 16].to(self.dev)
-            v = self.bank_vectors[i : i + 16]
+            g = groups[i : i + 16].to(self.dev)
             rngs = [torch.Generator().manual_seed(1000 + i + k) for k in range(len(g))]
-            cond = [teacher.transformer.condition(v, teacher.groups(g), len(g))]
+            cond = [teacher.transformer.condition(vectors[i : i + 16], teacher.groups(g), len(g))]
             out.append(sample_codes(teacher, cond, rngs, guidance=self.gen.guidance))
-        return torch.cat(out)
+        return groups, torch.cat(out)
 
     def param_groups(self) -> list[dict]:
         return [{"params": self.model.transformer.parameters(), "lr": 2e-4}]
@@ -182,9 +195,9 @@ class MaskGITImages:
         idx = torch.randint(0, self.REPLAY, (16,), generator=self.trng)
         replay = masked_code_loss(
             model,
-            self.bank_codes[idx.to(dev)],
-            self.bank_vectors[idx],
-            self.bank_groups[idx].to(dev),
+            self.replay_codes[idx.to(dev)],
+            self.replay_vectors[idx],
+            self.replay_groups[idx].to(dev),
             self.trng,
         )
         return 2 * new_loss + replay

@@ -6,8 +6,8 @@ phrase ("crying pizza" yes; "pizza time", "진짜 대박", "rainy day" no); the 
 in both English and Korean noun phrases (the first word modifies it).
 
 Drawing: each part is drawn by the model from its own text (so it has its own group, text vector and
-seed); the modifier is set on the base as a badge with a white sticker outline, and generator v2 then
-repaints the codes where the two meet with both conditions at once, so the seam is drawn, not pasted.
+seed stream); the modifier is set on the base as a badge with a white sticker outline. (Redrawing the seam
+with v2's transformer conditioned on both parts was tried: it painted the badge over with the base.)
 """
 
 from __future__ import annotations

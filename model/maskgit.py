@@ -158,10 +158,26 @@ class EmojiMaskGIT(nn.Module):
         self.encoder = TokenEncoder(cfg)
         self.decoder = TokenDecoder(cfg)
         self.transformer = MaskTransformer(cfg, self.fsq.size)
+        # the codes of every training emoji and its group: sampling can start from one and redraw a share
+        self.register_buffer("bank_codes", torch.zeros(cfg.bank_size, GRID * GRID, dtype=torch.int16))
+        self.register_buffer("bank_groups", torch.zeros(cfg.bank_size, dtype=torch.long))
 
     @property
     def vocab(self) -> int:
         return self.fsq.size
+
+    def set_bank(self, codes: torch.Tensor, groups: torch.Tensor) -> None:
+        """Replace the code bank (its size is part of the config, so checkpoints load without guessing)."""
+        self.bank_codes = codes.to(torch.int16).to(self.bank_codes.device)
+        self.bank_groups = groups.long().to(self.bank_groups.device)
+        self.cfg.bank_size = len(codes)
+
+    def bank_members(self) -> list[list[int]]:
+        """Bank rows of every group."""
+        members: list[list[int]] = [[] for _ in range(self.cfg.num_groups)]
+        for row, group in enumerate(self.bank_groups.tolist()):
+            members[group].append(row)
+        return members
 
     def tokenize(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 4, 72, 72) -> (B, 81) codes."""
@@ -176,6 +192,34 @@ class EmojiMaskGIT(nn.Module):
         """(B, 81) codes -> (B, 4, 72, 72) premultiplied RGBA in [0, 1]."""
         values = self.fsq.values(codes.view(-1, GRID, GRID))
         return to_premultiplied(self.decoder(values))
+
+
+@torch.no_grad()
+def seed_codes(
+    model: EmojiMaskGIT,
+    groups: list[int],
+    rngs: list[torch.Generator],
+    remask: float,
+    members: list[list[int]],
+) -> torch.Tensor | None:
+    """Starting grids for `sample_codes`: for each sample a bank emoji of its group (picked by the sample's
+    RNG) with a `remask` share of its codes masked again; groups without bank rows start fully masked.
+    None when there is nothing to start from (remask >= 1 or an empty bank)."""
+    if remask >= 1 or model.cfg.bank_size == 0:
+        return None
+    n = GRID * GRID
+    rows = []
+    for group, rng in zip(groups, rngs, strict=True):
+        mine = members[group] if group < len(members) else []
+        if not mine:
+            rows.append(torch.full((n,), model.transformer.mask_id, dtype=torch.long))
+            continue
+        pick = mine[int(torch.randint(len(mine), (1,), generator=rng))]
+        codes = model.bank_codes[pick].long().cpu()
+        order = torch.rand(n, generator=rng).argsort()
+        codes[order[: max(1, round(remask * n))]] = model.transformer.mask_id
+        rows.append(codes)
+    return torch.stack(rows).to(model.bank_codes.device)
 
 
 def mask_schedule(fraction: torch.Tensor | float) -> torch.Tensor | float:
@@ -235,7 +279,7 @@ def sample_codes(
     weights = weights or [1.0] * len(conditions)
     codes = torch.full((b, n), tf.mask_id, dtype=torch.long, device=dev) if init is None else init.clone()
     null_t, null_g = tf.condition(None, None, b)
-    start_masked = int((codes[0] == tf.mask_id).sum())
+    start_masked = (codes == tf.mask_id).sum(1, keepdim=True)  # (B, 1): rows may differ
     for step in range(steps):
         masked = codes == tf.mask_id
         if not masked.any():
@@ -257,11 +301,10 @@ def sample_codes(
         gumbel = -torch.log(-torch.log(uniform[:, 1] + 1e-9) + 1e-9)
         conf = conf + 2.0 * (1 - (step + 1) / steps) * gumbel
         conf = conf.masked_fill(~masked, float("inf"))
-        still_masked = int(start_masked * mask_schedule((step + 1) / steps))
-        still_masked = min(still_masked, int(masked.sum(1).min()) - 1)
+        # per row: how many codes stay masked after this step (the cosine schedule, at least one fewer)
+        still = (start_masked.float() * mask_schedule((step + 1) / steps)).floor().long()
+        still = torch.minimum(still, masked.sum(1, keepdim=True) - 1).clamp_min(0)
         new = torch.where(masked, picked, codes)
-        if still_masked > 0:
-            cut = conf.sort(dim=1).values[:, still_masked - 1 : still_masked]  # per-row threshold
-            new = torch.where(conf <= cut, tf.mask_id, new)
-        codes = new
+        rank = conf.argsort(dim=1).argsort(dim=1)  # 0 = least confident
+        codes = torch.where(rank < still, tf.mask_id, new)
     return codes

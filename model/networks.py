@@ -37,6 +37,7 @@ class ModelConfig:
     tf_dim: int = 192
     tf_layers: int = 4
     tf_heads: int = 4
+    bank_size: int = 0  # rows of the code bank (set when the tokeniser is frozen)
 
     def to_dict(self) -> dict:
         return asdict(self)

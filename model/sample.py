@@ -41,6 +41,7 @@ CODE_STEPS = 8
 GUIDANCE = 2.0
 CODE_TEMPERATURE = 1.0
 CODE_CHUNK = 4
+REMASK = 0.25  # v2: share of a bank emoji's codes drawn again (1.0: draw every code from scratch)
 MODIFIER_SEED = 0x5EED  # a mashup's second part draws from seed ^ this
 
 
@@ -104,7 +105,8 @@ class Generator:
         # sampling knobs (module defaults; evaluation may sweep them)
         self.text_temperature, self.top_p, self.z_temperature = TEXT_TEMPERATURE, TOP_P, Z_TEMPERATURE
         self.code_steps, self.guidance, self.code_temperature = CODE_STEPS, GUIDANCE, CODE_TEMPERATURE
-        self.repaint_seam = True  # v2 mashups: redraw where the two parts meet
+        self.remask = REMASK
+        self._bank_members: list[list[int]] | None = None
 
     @property
     def device(self) -> str:
@@ -188,13 +190,13 @@ class Generator:
                     draws.append((text, int(seed), k))
         if not draws:
             return [[] for _ in jobs]
-        pixels, plans = self._draw(draws)
+        pixels = self._draw(draws)
         out, i = [], 0
         for mash, (_, count, _) in zip(mashups, jobs, strict=True):
             row = []
             for _ in range(count):
                 if mash:
-                    row.append(self._compose(pixels[i], pixels[i + 1], plans[i], plans[i + 1]))
+                    row.append(compose(to_rgba_image(pixels[i]), to_rgba_image(pixels[i + 1]))[0])
                     i += 2
                 else:
                     row.append(to_rgba_image(pixels[i]))
@@ -202,8 +204,8 @@ class Generator:
             out.append(row)
         return out
 
-    def _draw(self, draws: list[tuple[str, int, int]]) -> tuple[np.ndarray, list[Plan]]:
-        """(N, 4, 72, 72) premultiplied pixels, one per (text, seed, sample index), and their plans."""
+    def _draw(self, draws: list[tuple[str, int, int]]) -> np.ndarray:
+        """(N, 4, 72, 72) premultiplied pixels, one per (text, seed, sample index)."""
         distinct = sorted({t for t, _, _ in draws})
         probs = dict(zip(distinct, self.group_probs(distinct), strict=True))
         candidates = {t: self._candidates(p) for t, p in probs.items()}
@@ -217,40 +219,9 @@ class Generator:
             vectors = {t: self.text_vector(t) for t in distinct}
             for plan in plans:
                 plan.vector = vectors[plan.text]
-            return self._draw_codes([(p.vector, p.group, p.rng) for p in plans]), plans
+            return self._draw_codes([(p.vector, p.group, p.rng) for p in plans])
         noise = torch.stack([torch.randn(self.model.cfg.z_dim, generator=p.rng) for p in plans])
-        return self._decode(noise * self.z_temperature, torch.tensor([p.group for p in plans])), plans
-
-    def _compose(
-        self, base: np.ndarray, modifier: np.ndarray, base_plan: Plan, mod_plan: Plan
-    ) -> Image.Image:
-        image, badge = compose(to_rgba_image(base), to_rgba_image(modifier))
-        if self.arch == "maskgit" and self.repaint_seam:
-            image = self._repaint_seam(image, badge, base_plan, mod_plan)
-        return image
-
-    @torch.no_grad()
-    def _repaint_seam(self, image: Image.Image, badge: np.ndarray, base: Plan, modifier: Plan) -> Image.Image:
-        """v2: the codes where the badge meets the base are drawn again, conditioned on both parts at once
-        (a product of the two guided predictions), so the two things are joined by the model, not pasted."""
-        from model.maskgit import GRID, sample_codes
-
-        tf = self.model.transformer
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
-        x = torch.cat([x[:3] * x[3:], x[3:]]).unsqueeze(0).to(self.device_obj)
-        codes = self.model.tokenize(x)
-        cover = torch.from_numpy(badge.reshape(GRID, 8, GRID, 8).mean((1, 3))).flatten()
-        seam = ((cover > 0.05) & (cover < 0.95)).to(self.device_obj)
-        init = codes.masked_fill(seam.unsqueeze(0), tf.mask_id)
-        groups = self.model.groups(torch.tensor([base.group, modifier.group], device=self.device_obj))
-        conditions = [
-            tf.condition(base.vector.unsqueeze(0), groups[:1], 1),
-            tf.condition(modifier.vector.unsqueeze(0), groups[1:], 1),
-        ]
-        codes = sample_codes(
-            self.model, conditions, [base.rng], steps=4, guidance=self.guidance, weights=[0.5, 0.5], init=init
-        )
-        return to_rgba_image(self.model.decode_codes(codes)[0].float().cpu().numpy())
+        return self._decode(noise * self.z_temperature, torch.tensor([p.group for p in plans]))
 
     def _decode(self, z: torch.Tensor, groups: torch.Tensor) -> np.ndarray:
         """Decode in fixed-size chunks (the last one padded): the decoder always sees the same batch shape,
@@ -268,23 +239,28 @@ class Generator:
 
     def _draw_codes(self, samples: list[tuple[torch.Tensor, int, torch.Generator]]) -> np.ndarray:
         """v2: MaskGIT decoding of (text vector, group, RNG) samples, in fixed chunks like `_decode`."""
-        from model.maskgit import sample_codes
+        from model.maskgit import sample_codes, seed_codes
 
         out = []
         tf = self.model.transformer
+        if self._bank_members is None:
+            self._bank_members = self.model.bank_members()
         for start in range(0, len(samples), CODE_CHUNK):
             chunk = samples[start : start + CODE_CHUNK]
             pad = CODE_CHUNK - len(chunk)
             chunk = chunk + [(chunk[0][0], chunk[0][1], torch.Generator().manual_seed(0))] * pad
             vectors = torch.stack([v for v, _, _ in chunk])
             groups = self.model.groups(torch.tensor([g for _, g, _ in chunk], device=self.device_obj))
+            rngs = [rng for _, _, rng in chunk]
+            init = seed_codes(self.model, [g for _, g, _ in chunk], rngs, self.remask, self._bank_members)
             codes = sample_codes(
                 self.model,
                 [tf.condition(vectors, groups, len(chunk))],
-                [rng for _, _, rng in chunk],
+                rngs,
                 steps=self.code_steps,
                 guidance=self.guidance,
                 temperature=self.code_temperature,
+                init=init,
             )
             out.append(self.model.decode_codes(codes).float().cpu().numpy()[: CODE_CHUNK - pad])
         return np.concatenate(out)

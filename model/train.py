@@ -44,9 +44,15 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def emoji_names(cldr: Path) -> dict[str, str]:
-    """emoji -> English CLDR name, for reading emoji inside prompts."""
+    """emoji -> English CLDR name, for reading emoji inside prompts.
+
+    CLDR also names plain punctuation and Latin-1 symbols (":", "-", "©"); those stay text in prompts.
+    (The shipped checkpoints predate this and keep the names their text encoder was trained with.)
+    """
     names = {}
     for emoji, texts in read_cldr_annotations(cldr, "en").items():
+        if all(ord(ch) < 0x2000 for ch in emoji):
+            continue
         names[emoji] = texts[0]
     return names
 
@@ -259,6 +265,10 @@ class Trainer:
             log.warning("--resume: no training state at %s; starting fresh", self.state_path)
             return
         payload = read_checkpoint(self.state_path)
+        bank = config_from(payload).bank_size
+        if bank and hasattr(self.model, "set_bank"):  # v2: make room for the saved code bank
+            for model in (self.model, self.ema):
+                model.set_bank(torch.zeros(bank, 81, dtype=torch.int16), torch.zeros(bank, dtype=torch.long))
         if config_from(payload) != self.model.cfg:
             raise SystemExit(f"error: {self.state_path} was trained with another config; drop --resume")
         extra = payload["extra"]

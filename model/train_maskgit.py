@@ -76,6 +76,9 @@ class MaskGITTrainer(Trainer):
             for i in range(0, len(self.images), 256)
         ]
         self.codes = torch.cat(codes)
+        groups = torch.from_numpy(self.dataset.image_group)
+        for model in (self.model, self.ema):
+            model.set_bank(self.codes, groups)
         recon = self.model.decode_codes(self.codes[:256])
         err = (recon - self.images[:256].to(self.device)).abs().mean().item()
         used = len(torch.unique(self.codes))

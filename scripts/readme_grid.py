@@ -11,7 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.evaluate import sample_grid  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from model.evaluate import caption_font, sample_grid  # noqa: E402
 from model.sample import Generator  # noqa: E402
 
 PROMPTS = [
@@ -39,7 +41,7 @@ MASHUPS = [
     "피자 + ㅠㅠ",
     "🍕😭",
     "ghost + sunglasses",
-    "하트 + 불",
+    "하트 + 🔥",
     "🤖❤️",
     "sick robot",
     "donut + fire",
@@ -53,6 +55,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--out", default="docs/samples.png")
     parser.add_argument("--mashups", default="docs/mashups.png")
+    parser.add_argument(
+        "--compare", default=None, help="a second checkpoint: also write its grid beside the first"
+    )
+    parser.add_argument("--compare-out", default="docs/v1_vs_v2.png")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     gen = Generator.load(args.checkpoint, "cpu")
@@ -62,6 +68,18 @@ def main() -> None:
     print(f"wrote {args.out}")
     sample_grid(MASHUPS, gen.generate(MASHUPS, count=4, seed=args.seed)).save(args.mashups)
     print(f"wrote {args.mashups}")
+    if args.compare:
+        other = Generator.load(args.compare, "cpu")
+        left = sample_grid(PROMPTS, images)
+        right = sample_grid(PROMPTS, other.generate(PROMPTS, count=4, seed=args.seed))
+        both = Image.new("RGB", (left.width + right.width, left.height + 24), "white")
+        both.paste(left, (0, 24))
+        both.paste(right, (left.width, 24))
+        draw = ImageDraw.Draw(both)
+        for x, name in ((0, gen.name), (left.width, other.name)):
+            draw.text((x + 150, 4), name, fill="black", font=caption_font(14))
+        both.save(args.compare_out)
+        print(f"wrote {args.compare_out}")
 
 
 if __name__ == "__main__":

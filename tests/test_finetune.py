@@ -33,6 +33,9 @@ def test_new_names_are_understood_and_the_checkpoint_loads(tiny_checkpoint, tmp_
     assert picked == ["custom:party parrot", "custom:우리팀 마스코트"]
     base = Generator.load(tiny_checkpoint, "cpu")
     assert len(gen.group_emoji) == len(base.group_emoji) + 2  # every group keeps a sticker tag
+    if gen.arch == "maskgit":  # v2 can start drawing the new emoji from their own codes
+        new_rows = gen.model.bank_groups[base.model.cfg.bank_size :].tolist()
+        assert sorted(new_rows) == [base.model.cfg.num_groups, base.model.cfg.num_groups + 1]
 
 
 def test_cancel_leaves_no_file(tiny_checkpoint, tmp_path):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from model.checkpoint import load_model, read_checkpoint
-from model.maskgit import FSQ, GRID, EmojiMaskGIT, masked_code_loss, sample_codes
+from model.data import load_or_build
+from model.maskgit import FSQ, GRID, EmojiMaskGIT, masked_code_loss, sample_codes, seed_codes
 from model.networks import SIZES, ModelConfig
 from model.sample import Generator
 from model.train import main as emoji_train
@@ -74,6 +75,25 @@ def test_text_from_reuses_the_text_encoder_and_records_the_arch(tiny_dataset_pat
         assert torch.allclose(weights, v2_text[name], atol=1e-2), name  # fp16 storage
     images = Generator.load(v2, "cpu").generate(["고양이"], 2, seed=0)[0]
     assert [im.size for im in images] == [(72, 72)] * 2 and images[0].mode == "RGBA"
+    # the code bank holds every training image's codes, under that image's group
+    dataset = load_or_build(tiny_dataset_path)
+    assert v2_model.cfg.bank_size == len(dataset.images)
+    assert v2_model.bank_groups.tolist() == dataset.image_group.tolist()
+
+
+def test_sampling_can_start_from_a_bank_emoji_and_redraw_a_share():
+    model = tiny_model()
+    bank = torch.randint(0, model.vocab, (3, GRID * GRID))
+    model.set_bank(bank, torch.tensor([0, 0, 2]))
+    members = model.bank_members()
+    assert members[0] == [0, 1] and members[2] == [2] and members[1] == []
+    rngs = [torch.Generator().manual_seed(s) for s in range(3)]
+    start = seed_codes(model, [2, 1, 0], rngs, remask=0.25, members=members)
+    mask_id = model.transformer.mask_id
+    assert torch.equal(start[0][start[0] != mask_id], bank[2][start[0] != mask_id])
+    assert (start[0] == mask_id).sum() == round(0.25 * GRID * GRID)
+    assert (start[1] == mask_id).all()  # a group without bank rows starts from scratch
+    assert seed_codes(model, [0], rngs[:1], remask=1.0, members=members) is None
 
 
 def test_text_from_a_checkpoint_of_other_groups_is_refused(tiny_dataset_path, tmp_path):

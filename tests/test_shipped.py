@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.checkpoint import SHIPPED_CHECKPOINT
+from model.checkpoint import ARCHS, SHIPPED_CHECKPOINT
 from model.data import load_or_build
 from model.evaluate import NearestEmoji
 from model.sample import Generator
@@ -18,9 +18,12 @@ def real_emoji(tmp_path_factory):
     return load_or_build(Path(tmp_path_factory.mktemp("data")) / "dataset.npz")
 
 
-@pytest.fixture(scope="module")
-def shipped() -> Generator:
-    return Generator.load(None, "cpu")
+@pytest.fixture(scope="module", params=["base.pt", "maskgit.pt"])
+def shipped(request) -> Generator:
+    path = SHIPPED_CHECKPOINT.with_name(request.param)
+    if not path.is_file():
+        pytest.skip(f"no {path.name}")
+    return Generator.load(path, "cpu")
 
 
 @pytest.mark.parametrize("keyword", ["고양이", "피자", "하트", "로켓", "pizza", "rocket"])
@@ -37,4 +40,5 @@ def test_keyword_samples_are_nearest_to_that_keywords_emoji(keyword, real_emoji,
 
 def test_shipped_checkpoint_is_small_and_describes_itself(shipped):
     assert SHIPPED_CHECKPOINT.stat().st_size <= 30 * 2**20
-    assert shipped.arch == "cvae" and len(shipped.meta["groups"]) == shipped.model.cfg.num_groups
+    assert shipped.arch in ARCHS and len(shipped.meta["groups"]) == shipped.model.cfg.num_groups
+    assert shipped.meta["emoji_names"]["🍕"] == "pizza"  # emoji in prompts read as their CLDR name
