@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.networks import ModelConfig, ResBlock, to_premultiplied
+from model.networks import ModelConfig, ResBlock, to_premultiplied, upsampling_path
 from model.text import TextEncoder
 
 GRID = 9  # codes per side: one code per 8x8 pixels
@@ -91,21 +91,7 @@ class TokenDecoder(nn.Module):
         super().__init__()
         w = cfg.width
         self.net = nn.Sequential(
-            nn.Conv2d(len(cfg.fsq_levels), 4 * w, 3, padding=1),
-            ResBlock(4 * w),
-            ResBlock(4 * w),  # 9x9
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(4 * w, 2 * w, 3, padding=1),
-            ResBlock(2 * w),
-            ResBlock(2 * w),  # 18x18
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(2 * w, w, 3, padding=1),
-            ResBlock(w),
-            ResBlock(w),  # 36x36
-            nn.GroupNorm(8, w),
-            nn.SiLU(),
-            nn.Conv2d(w, 16, 3, padding=1),
-            nn.PixelShuffle(2),
+            nn.Conv2d(len(cfg.fsq_levels), 4 * w, 3, padding=1), *upsampling_path(w, blocks_at_36=2)
         )
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,28 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+def upsampling_path(w: int, blocks_at_36: int) -> list[nn.Module]:
+    """(B, 4w, 9, 9) features -> (B, 4, 72, 72) logits: residual blocks, nearest upsampling, pixel shuffle.
+
+    Shared by the CVAE decoder and v2's token decoder (their module order is what checkpoints store).
+    """
+    return [
+        ResBlock(4 * w),
+        ResBlock(4 * w),  # 9x9
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(4 * w, 2 * w, 3, padding=1),
+        ResBlock(2 * w),
+        ResBlock(2 * w),  # 18x18
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(2 * w, w, 3, padding=1),
+        *[ResBlock(w) for _ in range(blocks_at_36)],  # 36x36
+        nn.GroupNorm(8, w),
+        nn.SiLU(),
+        nn.Conv2d(w, 16, 3, padding=1),
+        nn.PixelShuffle(2),
+    ]
+
+
 class ImageEncoder(nn.Module):
     """(B, 4, 72, 72) image + group embedding -> posterior mean and log-variance of z. Training only."""
 
@@ -109,21 +131,7 @@ class Decoder(nn.Module):
         w = cfg.width
         self.start = nn.Linear(cfg.z_dim + cfg.group_dim, 4 * w * 81)
         self.w = w
-        self.net = nn.Sequential(
-            ResBlock(4 * w),
-            ResBlock(4 * w),  # 9x9
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(4 * w, 2 * w, 3, padding=1),
-            ResBlock(2 * w),
-            ResBlock(2 * w),  # 18x18
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(2 * w, w, 3, padding=1),
-            ResBlock(w),  # 36x36
-            nn.GroupNorm(8, w),
-            nn.SiLU(),
-            nn.Conv2d(w, 16, 3, padding=1),
-            nn.PixelShuffle(2),  # (B, 4, 72, 72) logits
-        )
+        self.net = nn.Sequential(*upsampling_path(w, blocks_at_36=1))
 
     def forward(self, z: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         return to_premultiplied(self.logits(z, group))
