@@ -322,12 +322,16 @@ class Trainer:
             prior = best_of_group_loss(prior_logits, images[members].to(self.device), valid.to(self.device))
             loss = loss + self.args.prior_weight * prior / 1000
             parts["prior"] = prior.item() / 1000
+        self.image_update(opt, loss)
+        return parts
+
+    def image_update(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One optimiser step of an image phase (gradients clipped), then the EMA."""
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         opt.step()
         self.update_ema()
-        return parts
 
     def update_ema(self) -> None:
         """EMA of the trainable weights, with a warm-up so early steps are not averaged with noise."""

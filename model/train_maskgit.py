@@ -57,11 +57,7 @@ class MaskGITTrainer(Trainer):
         idx = torch.tensor([self.rng.randrange(len(self.images)) for _ in range(self.args.batch_size)])
         x = self.images[idx].to(self.device, non_blocking=True)
         loss = pixel_loss(self.model.reconstruct(x), x).mean() / 1000
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        opt.step()
-        self.update_ema()
+        self.image_update(opt, loss)
         return {"recon": loss.item()}
 
     @torch.no_grad()
@@ -113,9 +109,5 @@ class MaskGITTrainer(Trainer):
             group["lr"] = lr_at(fraction, self.args.tf_lr)
         image_ids, groups, vectors = self.condition_batch(self.args.tf_batch)
         loss = masked_code_loss(self.model, self.codes[image_ids.to(self.device)], vectors, groups)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        opt.step()
-        self.update_ema()
+        self.image_update(opt, loss)
         return {"code_loss": loss.item()}
