@@ -174,7 +174,7 @@ class MaskGITImages:
         for i in range(0, self.REPLAY, 16):
             g = groups[i : i + 16].to(self.dev)
             rngs = [torch.Generator().manual_seed(1000 + i + k) for k in range(len(g))]
-            cond = [teacher.transformer.condition(vectors[i : i + 16], teacher.groups(g), len(g))]
+            cond = teacher.transformer.condition(vectors[i : i + 16], teacher.groups(g), len(g))
             out.append(sample_codes(teacher, cond, rngs, guidance=self.gen.guidance))
         return groups, torch.cat(out)
 

@@ -3,12 +3,13 @@
     training:  image --TokenEncoder--> 9x9 grid of FSQ codes --TokenDecoder--> image       (phase 2)
                [text vector, group embedding, masked codes] --MaskTransformer--> codes      (phase 3)
     sampling:  text -> p(group | text) -> a group g          (the same text prior as the CVAE)
-               all 81 codes masked -> a few parallel MaskGIT steps with classifier-free guidance -> decode
+               a bank emoji of g with a share of its codes masked (or all 81 masked)
+               -> a few parallel MaskGIT steps with classifier-free guidance -> decode
 
 Finite scalar quantisation (FSQ) gives the discrete codes without a learnt codebook, so no code collapses.
 The transformer sees the prompt's own text vector next to the group embedding: the group decides what is
 drawn, the text and the sampled codes decide which variant, colour and detail; so two seeds of one prompt
-give different emoji. Mashups condition on two groups and two texts at once (see `Mashup`).
+give different emoji.
 """
 
 from __future__ import annotations
@@ -244,39 +245,32 @@ def masked_code_loss(
 @torch.no_grad()
 def sample_codes(
     model: EmojiMaskGIT,
-    conditions: list[tuple[torch.Tensor, torch.Tensor]],
+    condition: tuple[torch.Tensor, torch.Tensor],
     rngs: list[torch.Generator],
     steps: int = 8,
     guidance: float = 2.0,
     temperature: float = 1.0,
-    weights: list[float] | None = None,
     init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MaskGIT decoding for B samples: `steps` rounds, each keeping the most confident new codes.
 
-    conditions: one or more (text tokens (B, d), group tokens (B, d)); their guided log-probabilities
-    are added (a product of experts, `weights` each), which is how a mashup asks for two things at once.
+    condition: (text tokens (B, d), group tokens (B, d)) from `MaskTransformer.condition`.
     rngs: one generator per sample, so a sample never depends on its batch mates.
     init: (B, 81) codes to start from, mask_id where the model should draw (inpainting).
     """
     tf = model.transformer
     b, n = len(rngs), GRID * GRID
-    dev = conditions[0][0].device
-    weights = weights or [1.0] * len(conditions)
+    dev = condition[0].device
     codes = torch.full((b, n), tf.mask_id, dtype=torch.long, device=dev) if init is None else init.clone()
     null_t, null_g = tf.condition(None, None, b)
+    texts, groups = torch.cat([condition[0], null_t]), torch.cat([condition[1], null_g])
     start_masked = (codes == tf.mask_id).sum(1, keepdim=True)  # (B, 1): rows may differ
     for step in range(steps):
         masked = codes == tf.mask_id
         if not masked.any():
             break
-        k = len(conditions)
-        batch_codes = codes.repeat(k + 1, 1)
-        texts = torch.cat([c[0] for c in conditions] + [null_t])
-        groups = torch.cat([c[1] for c in conditions] + [null_g])
-        logp = tf(batch_codes, texts, groups).float().log_softmax(-1).view(k + 1, b, n, -1)
-        uncond = logp[-1]
-        guided = uncond + sum(w * (1 + guidance) * (logp[i] - uncond) for i, w in enumerate(weights))
+        cond, uncond = tf(codes.repeat(2, 1), texts, groups).float().log_softmax(-1).view(2, b, n, -1)
+        guided = uncond + (1 + guidance) * (cond - uncond)
         # one uniform draw per code for the code itself, one for the keep order: from each sample's own RNG
         uniform = torch.stack([torch.rand(2, n, generator=g) for g in rngs]).to(dev)  # (B, 2, n)
         cdf = (guided / max(temperature, 1e-4)).softmax(-1).cumsum(-1)

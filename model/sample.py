@@ -47,12 +47,11 @@ MODIFIER_SEED = 0x5EED  # a mashup's second part draws from seed ^ this
 
 @dataclass
 class Plan:
-    """One drawing: its text, the group sampled for it, its own RNG (and, for v2, the text vector)."""
+    """One drawing: its text, the group sampled for it and its own RNG."""
 
     text: str
     group: int
     rng: torch.Generator
-    vector: torch.Tensor | None = None
 
 
 class EmptyTextError(ValueError):
@@ -216,10 +215,7 @@ class Generator:
             pick = int(torch.multinomial(weights, 1, generator=rng))
             plans.append(Plan(text, int(ids[pick]), rng))
         if self.arch == "maskgit":
-            vectors = {t: self.text_vector(t) for t in distinct}
-            for plan in plans:
-                plan.vector = vectors[plan.text]
-            return self._draw_codes([(p.vector, p.group, p.rng) for p in plans])
+            return self._draw_codes(plans, {t: self.text_vector(t) for t in distinct})
         noise = torch.stack([torch.randn(self.model.cfg.z_dim, generator=p.rng) for p in plans])
         return self._decode(noise * self.z_temperature, torch.tensor([p.group for p in plans]))
 
@@ -237,30 +233,32 @@ class Generator:
             )
         return np.concatenate(out)
 
-    def _draw_codes(self, samples: list[tuple[torch.Tensor, int, torch.Generator]]) -> np.ndarray:
-        """v2: MaskGIT decoding of (text vector, group, RNG) samples, in fixed chunks like `_decode`."""
+    def _draw_codes(self, plans: list[Plan], vectors: dict[str, torch.Tensor]) -> np.ndarray:
+        """v2: MaskGIT decoding of the plans (text vectors by text), in fixed chunks like `_decode`."""
         from model.maskgit import sample_codes, seed_codes
 
         out = []
-        tf = self.model.transformer
         if self._bank_members is None:
             self._bank_members = self.model.bank_members()
-        for start in range(0, len(samples), CODE_CHUNK):
-            chunk = samples[start : start + CODE_CHUNK]
+        for start in range(0, len(plans), CODE_CHUNK):
+            chunk = plans[start : start + CODE_CHUNK]
             pad = CODE_CHUNK - len(chunk)
-            chunk = chunk + [(chunk[0][0], chunk[0][1], torch.Generator().manual_seed(0))] * pad
-            vectors = torch.stack([v for v, _, _ in chunk])
-            groups = self.model.groups(torch.tensor([g for _, g, _ in chunk], device=self.device_obj))
-            rngs = [rng for _, _, rng in chunk]
-            init = seed_codes(self.model, [g for _, g, _ in chunk], rngs, self.remask, self._bank_members)
+            chunk = chunk + [Plan(chunk[0].text, chunk[0].group, torch.Generator().manual_seed(0))] * pad
+            groups = [p.group for p in chunk]
+            rngs = [p.rng for p in chunk]
+            condition = self.model.transformer.condition(
+                torch.stack([vectors[p.text] for p in chunk]),
+                self.model.groups(torch.tensor(groups, device=self.device_obj)),
+                len(chunk),
+            )
             codes = sample_codes(
                 self.model,
-                [tf.condition(vectors, groups, len(chunk))],
+                condition,
                 rngs,
                 steps=self.code_steps,
                 guidance=self.guidance,
                 temperature=self.code_temperature,
-                init=init,
+                init=seed_codes(self.model, groups, rngs, self.remask, self._bank_members),
             )
             out.append(self.model.decode_codes(codes).float().cpu().numpy()[: CODE_CHUNK - pad])
         return np.concatenate(out)

@@ -31,7 +31,7 @@ def test_sampling_fills_every_code_and_depends_only_on_each_samples_rng():
     groups = model.groups(torch.tensor([0, 1, 2]))
 
     def draw(seeds, init=None):
-        cond = [tf.condition(text, groups, 3)]
+        cond = tf.condition(text, groups, 3)
         return sample_codes(model, cond, [torch.Generator().manual_seed(s) for s in seeds], init=init)
 
     codes = draw([1, 2, 3])
