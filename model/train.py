@@ -265,10 +265,7 @@ class Trainer:
             log.warning("--resume: no training state at %s; starting fresh", self.state_path)
             return
         payload = read_checkpoint(self.state_path)
-        bank = config_from(payload).bank_size
-        if bank and hasattr(self.model, "set_bank"):  # v2: make room for the saved code bank
-            for model in (self.model, self.ema):
-                model.set_bank(torch.zeros(bank, 81, dtype=torch.int16), torch.zeros(bank, dtype=torch.long))
+        self.prepare_resume(config_from(payload))
         if config_from(payload) != self.model.cfg:
             raise SystemExit(f"error: {self.state_path} was trained with another config; drop --resume")
         extra = payload["extra"]
@@ -283,6 +280,9 @@ class Trainer:
         if self.text_ready:
             self.model.text.requires_grad_(False)
         log.info("resumed at step %d (%.1f of %.1f min)", self.step, self.elapsed / 60, self.args.minutes)
+
+    def prepare_resume(self, saved: ModelConfig) -> None:
+        """Shape the models like the saved state before it is checked and loaded (v2 grows its code bank)."""
 
     # -- phases ---------------------------------------------------------------------------------------
     def text_step(self, fraction: float) -> float:

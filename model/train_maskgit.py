@@ -13,8 +13,8 @@ import logging
 import torch
 
 from model.chat import chatify
-from model.maskgit import masked_code_loss
-from model.networks import pixel_loss
+from model.maskgit import GRID, masked_code_loss
+from model.networks import ModelConfig, pixel_loss
 from model.text import to_device
 from model.train import Trainer, lr_at
 
@@ -31,6 +31,12 @@ class MaskGITTrainer(Trainer):
             "ae_opt": torch.optim.AdamW(ae_params, lr=a.lr, weight_decay=1e-4),
             "tf_opt": torch.optim.AdamW(tf_params, lr=a.tf_lr, betas=(0.9, 0.98), weight_decay=0.01),
         }
+
+    def prepare_resume(self, saved: ModelConfig) -> None:
+        if saved.bank_size:  # the saved state holds a code bank: make room for it
+            codes = torch.zeros(saved.bank_size, GRID * GRID, dtype=torch.int16)
+            for model in (self.model, self.ema):
+                model.set_bank(codes, torch.zeros(saved.bank_size, dtype=torch.long))
 
     def phase_bounds(self) -> tuple[float, float]:
         """Fractions of the budget where the tokeniser and the transformer phases start."""

@@ -105,3 +105,15 @@ def test_text_from_a_checkpoint_of_other_groups_is_refused(tiny_dataset_path, tm
     argv += ["--text-from", str(SHIPPED_CHECKPOINT), "--data", str(tiny_dataset_path), "--device", "cpu"]
     with pytest.raises(SystemExit, match="other emoji groups"):
         emoji_train(argv)
+
+
+def test_a_v2_run_resumes_after_its_code_bank_exists(tiny_dataset_path, tmp_path):
+    out = tmp_path / "v2.pt"
+    argv = ["base", "--arch", "maskgit", "--size", "tiny", "--data", str(tiny_dataset_path)]
+    argv += ["--out", str(out)]
+    argv += ["--device", "cpu", "--text-share", "0.3", "--save-every", "0", "--tf-batch", "8"]
+    assert emoji_train([*argv, "--max-steps", "20"]) == 0  # ends in the transformer phase: bank saved
+    assert emoji_train([*argv, "--max-steps", "30", "--resume"]) == 0
+    payload = read_checkpoint(out)
+    assert payload["meta"]["step"] == 30
+    assert payload["config"]["bank_size"] == len(load_or_build(tiny_dataset_path).images)
