@@ -1,7 +1,7 @@
 """Generation benchmark: load time, latency for 1 and 4 images, batch-64 throughput, peak RSS, file size.
 
     python bench/generate.py [--checkpoint PATH ...] [--device cpu|cuda] [--runs 20]
-    python bench/generate.py --checkpoint checkpoints/cvae.pt --checkpoint checkpoints/base.pt  # v1 vs v2
+    python bench/generate.py --checkpoint checkpoints/base.pt --checkpoint checkpoints/maskgit.pt  # v1 vs v2
 
 Targets on 2 CPU cores: 4 images <= 1 s p50; peak RSS <= 1.5 GB. Prints numbers; asserts nothing.
 With several checkpoints, RSS is the process's peak so far (the models share one process).

@@ -10,6 +10,7 @@ it; real emoji ~0.05), and within-prompt diversity.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import random
@@ -188,11 +189,19 @@ def draw_label(canvas: Image.Image, xy: tuple[int, int], text: str, font: ImageF
             x += int(draw.textlength(run, font=font))
 
 
+@functools.cache
+def _emoji_font() -> ImageFont.FreeTypeFont | None:
+    """Noto Color Emoji, loaded once for all captions (None when it is not installed)."""
+    try:
+        return ImageFont.truetype(str(find_font()), 109)
+    except (DataError, OSError):
+        return None
+
+
 def _emoji_strip(run: str, size: int) -> Image.Image | None:
     """A row of emoji glyphs at `size` pixels, or None when the emoji font is missing."""
-    try:
-        emoji_font = ImageFont.truetype(str(find_font()), 109)
-    except (DataError, OSError):
+    emoji_font = _emoji_font()
+    if emoji_font is None:
         return None
     glyphs = []
     i = 0
