@@ -7,7 +7,9 @@ rebuilds the networks from the saved config and loads the weights strictly.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -58,8 +60,14 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | Path | None) -> dict:
-    """The raw checkpoint dict, with clear errors for missing or foreign files."""
+    """The raw checkpoint dict; every way a file can be wrong becomes one CheckpointError sentence.
+
+    PyTorch's own messages are not passed on: they are long, and for a file with pickled objects they
+    advise loading it with ``weights_only=False``, which would run whatever code the file carries.
+    """
     path = Path(path) if path else SHIPPED_CHECKPOINT
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give the checkpoint file itself (a .pt file)")
     if not path.is_file():
         hint = (
             " (the shipped checkpoint; run `emoji-train base --out checkpoints/base.pt`)"
@@ -68,11 +76,26 @@ def read_checkpoint(path: str | Path | None) -> dict:
         )
         raise CheckpointError(f"checkpoint not found: {path}{hint}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path} is not a readable text2emoji checkpoint: {exc}") from exc
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a file we refuse
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # pickled objects: never loaded, they could run code
+            raise CheckpointError(
+                f"{path} is not a readable text2emoji checkpoint: it holds Python objects, "
+                "not just weights, so it was not loaded"
+            ) from exc
+        raise CheckpointError(f"{path} is not a readable text2emoji checkpoint (not a PyTorch file)") from exc
+    except Exception as exc:  # torch raises KeyError, RuntimeError, EOFError... for non-checkpoints
+        raise CheckpointError(
+            f"{path} is not a readable text2emoji checkpoint (not a PyTorch file, or truncated or corrupt)"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unknown checkpoint format (expected version {FORMAT_VERSION})")
+    if not all(isinstance(payload.get(key), dict) for key in ("config", "state_dict", "meta")):
+        raise CheckpointError(f"{path}: incomplete checkpoint (no config, weights or metadata)")
     return payload
 
 
