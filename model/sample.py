@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -274,50 +275,130 @@ class Generator:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+MAX_COUNT = 16  # emoji-gen --count: 16 images per prompt take seconds; more is a loop over --seed
+
+
+class InputError(ValueError):
+    """A command-line input emoji-gen cannot use; the message names it and says what to do (exit 2)."""
+
+
 def read_prompts(args: argparse.Namespace) -> list[str]:
+    """The prompts given as arguments, then the non-blank lines of ``--prompts-file``."""
     prompts = list(args.text)
     if args.prompts_file:
-        lines = Path(args.prompts_file).read_text(encoding="utf-8").splitlines()
+        path = Path(args.prompts_file)
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: Notepad's BOM is no prompt
+        except FileNotFoundError:
+            raise InputError(f"--prompts-file {path}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(
+                f"--prompts-file {path} is a folder; give a text file, one prompt a line"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"--prompts-file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                f"{exc.start}); give a text file saved as UTF-8, one prompt a line"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"--prompts-file {path}: cannot read it ({exc.strerror or exc})") from None
         prompts += [line for line in lines if line.strip()]
     return prompts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="emoji-gen", description="Turn text into emoji PNGs.")
+def prepare_out(out: Path) -> None:
+    """Create the output folder before the model loads, so a bad ``--out`` fails in a second."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder; give a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emoji-gen",
+        description="Turn text into emoji PNGs: DIR/{prompt:04d}_{sample}.png, one per prompt and sample.",
+        epilog="example: emoji-gen 축하해 'pizza party' --count 2 --seed 7 --out out/",
+    )
     parser.add_argument("text", nargs="*", help="prompts, e.g. 축하해 'pizza party' '🐱 + 👑'")
-    parser.add_argument("--prompts-file", help="more prompts, one per line")
-    parser.add_argument("--count", type=int, default=1, help="images per prompt")
-    parser.add_argument("--seed", type=int, default=None, help="same inputs + seed -> identical files")
-    parser.add_argument("--out", default="out", help="output folder")
-    parser.add_argument("--size", type=int, choices=[72, 320], default=72, help="72 (emoji) or 320 (sticker)")
-    parser.add_argument("--checkpoint", default=None, help="default: the shipped checkpoints/base.pt")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument(
+        "--prompts-file", metavar="FILE", help="more prompts: a UTF-8 text file, one prompt a line"
+    )
+    parser.add_argument(
+        "--count", type=int, default=1, metavar="K", help=f"images per prompt, 1 to {MAX_COUNT} (default: 1)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="same prompts + seed give identical files (default: a random seed, printed at the end)",
+    )
+    parser.add_argument(
+        "--out", default="out", metavar="DIR", help="output folder, created if missing (default: out)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        choices=[72, 320],
+        default=72,
+        help="72 (emoji) or 320 (sticker) pixels square (default: 72)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="model file (default: the shipped checkpoints/base.pt)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the model runs; auto: CUDA if available, else CPU (default: auto)",
+    )
+    return parser
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    """One line on stderr, argparse's style, and exit: a user needs what went wrong, not a traceback."""
+    print(f"emoji-gen: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
-    prompts = read_prompts(args)
-    if not prompts:
-        parser.error("give at least one prompt, e.g. emoji-gen 축하해")
-    if args.count < 1:
-        parser.error("--count must be at least 1")
     try:
+        prompts = read_prompts(args)
+        if not prompts:
+            parser.error("give at least one prompt, e.g. emoji-gen 축하해")
+        if not 1 <= args.count <= MAX_COUNT:
+            raise InputError(
+                f"--count must be 1 to {MAX_COUNT} images per prompt, not {args.count}"
+                + ("; for more, run again with another --seed" if args.count > MAX_COUNT else "")
+            )
         prompts = [clean_text(p) for p in prompts]
-    except EmptyTextError as exc:
-        parser.exit(2, f"emoji-gen: error: {exc}\n")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.exit(2, "emoji-gen: error: --device cuda asked for, but no CUDA GPU is available\n")
-    try:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device cuda asked for, but no CUDA GPU is available")
+        out = Path(args.out)
+        prepare_out(out)
         generator = Generator.load(args.checkpoint, args.device)
-    except CheckpointError as exc:
-        parser.exit(2, f"emoji-gen: error: {exc}\n")
+    except (InputError, EmptyTextError, CheckpointError) as exc:
+        fail(str(exc))
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(prompts), 64):
         chunk = prompts[start : start + 64]
         for i, images in enumerate(generator.generate(chunk, args.count, seed), start=start):
             for k, image in enumerate(images):
-                (upscale(image, args.size) if args.size != 72 else image).save(out / f"{i:04d}_{k}.png")
+                path = out / f"{i:04d}_{k}.png"
+                try:
+                    (upscale(image, args.size) if args.size != 72 else image).save(path)
+                except OSError as exc:  # disk full, folder removed meanwhile: not an input error
+                    fail(f"cannot write {path}: {exc.strerror or exc}", status=1)
     print(f"wrote {len(prompts) * args.count} image(s) to {out}/ (seed {seed})")
     return 0
 
