@@ -408,22 +408,42 @@ class Trainer:
         self.save(final=True)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        bare = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "default" in text or not action.option_strings or bare:  # `is`: 0 is a default worth showing
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=str(DEFAULT_CACHE), help="dataset cache file (built if missing)")
     p.add_argument("--font", default=None, help="Noto Color Emoji font (default: Debian's)")
     p.add_argument("--cldr", default=None, help="CLDR common/ folder (default: Debian's)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if available, else CPU"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emoji-train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="emoji-train", description=__doc__.split("\n")[0], formatter_class=HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    base = sub.add_parser("base", help="train the base model from the open data")
-    base.add_argument("--out", type=Path, default=Path("checkpoints/base.pt"))
+    base = sub.add_parser(
+        "base",
+        help="train the base model from the open data",
+        description="Train the base model from the open data (CLDR, emojilib, the emoji font).",
+        formatter_class=HelpFormatter,
+    )
+    base.add_argument("--out", type=Path, default=Path("checkpoints/base.pt"), help="checkpoint to write")
     base.add_argument("--minutes", type=float, default=60.0, help="time budget for both phases")
     base.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: time only)")
-    base.add_argument("--size", choices=sorted(SIZES), default="base")
+    base.add_argument("--size", choices=sorted(SIZES), default="base", help="model size preset")
     base.add_argument(
         "--arch",
         choices=list(ARCHS),
@@ -437,12 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse this checkpoint's text encoder (same emoji groups) and skip the text phase",
     )
     base.add_argument("--resume", action="store_true", help="continue from OUT.train")
-    base.add_argument("--seed", type=int, default=0)
+    base.add_argument("--seed", type=int, default=0, help="random seed (same seed + data: same run)")
     base.add_argument("--text-share", type=float, default=0.12, help="share of the budget for the text phase")
-    base.add_argument("--text-batch", type=int, default=256)
-    base.add_argument("--text-lr", type=float, default=3e-3)
-    base.add_argument("--batch-size", type=int, default=64)
-    base.add_argument("--lr", type=float, default=2e-3)
+    base.add_argument("--text-batch", type=int, default=256, help="text phase: batch size")
+    base.add_argument("--text-lr", type=float, default=3e-3, help="text phase: learning rate")
+    base.add_argument("--batch-size", type=int, default=64, help="image phase: batch size")
+    base.add_argument("--lr", type=float, default=2e-3, help="image phase: learning rate")
     base.add_argument(
         "--posterior-share",
         type=float,
@@ -456,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="weight of the best-of-group loss on prior samples (ties the decoder to the text)",
     )
-    base.add_argument("--ema", type=float, default=0.998)
+    base.add_argument("--ema", type=float, default=0.998, help="decay of the weights' moving average (saved)")
     base.add_argument("--ae-share", type=float, default=0.3, help="maskgit: budget share of the tokeniser")
     base.add_argument("--tf-batch", type=int, default=48, help="maskgit: transformer batch size")
     base.add_argument("--tf-lr", type=float, default=1e-3, help="maskgit: transformer learning rate")
@@ -470,20 +490,32 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--label", default="base", help="model name shown in the bot's embeds")
     add_data_args(base)
 
-    ft = sub.add_parser("finetune", help="teach a checkpoint your own emoji (images named by their text)")
+    ft = sub.add_parser(
+        "finetune",
+        help="teach a checkpoint your own emoji (images named by their text)",
+        description="Teach a checkpoint your own emoji: images named by their text.",
+        formatter_class=HelpFormatter,
+    )
     ft.add_argument(
         "--images",
         type=Path,
         required=True,
         help="a folder of images named by their text (축하_고양이.png) or a CSV of text,path",
     )
-    ft.add_argument("--out", type=Path, required=True)
+    ft.add_argument("--out", type=Path, required=True, help="checkpoint to write (required)")
     ft.add_argument("--base", default=None, help="checkpoint to start from (default: the shipped one)")
     ft.add_argument("--steps", type=int, default=None, help="default: automatic, from the number of names")
-    ft.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ft.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if available, else CPU"
+    )
     ft.add_argument("--label", default="custom", help="model name shown in the bot's embeds")
 
-    ev = sub.add_parser("eval", help="measure a checkpoint: hit@1, sharpness, diversity, sample grid")
+    ev = sub.add_parser(
+        "eval",
+        help="measure a checkpoint: hit@1, sharpness, diversity, sample grid",
+        description="Measure checkpoints: hit@1, sharpness, diversity, and a sample grid image.",
+        formatter_class=HelpFormatter,
+    )
     ev.add_argument(
         "--checkpoint",
         action="append",
@@ -493,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--prompts", default=None, help="chat prompt file (default: the bundled one)")
     ev.add_argument("--samples", type=int, default=4, help="samples per prompt")
     ev.add_argument("--limit", type=int, default=300, help="prompts per CLDR set (seen / held-out)")
-    ev.add_argument("--grid", default="out/eval_grid.png")
+    ev.add_argument("--grid", default="out/eval_grid.png", help="sample grid image to write")
     ev.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     add_data_args(ev)
     return parser
