@@ -26,23 +26,46 @@ or just generation:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emoji-bot", description="Run the text2emoji Discord bot.")
+    parser = argparse.ArgumentParser(
+        prog="emoji-bot",
+        description="Run the text2emoji Discord bot (`run`, the default) or try it locally (`preview`).",
+        epilog=f"The bot token comes from ${TOKEN_ENV} or `token` in the config (docs/discord-setup.md).",
+    )
     parser.add_argument(
-        "--config", type=Path, default=DEFAULT_PATH, help="TOML config file (default: ./config.toml)"
+        "--config", type=Path, default=DEFAULT_PATH, help=f"TOML config file (default: ./{DEFAULT_PATH})"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="connect to Discord and serve /emoji (the default)")
+    run = commands.add_parser(
+        "run",
+        help="connect to Discord and serve /emoji (the default)",
+        description=(
+            f"Log in to Discord with the bot token (${TOKEN_ENV}, or `token` in the config file), sync the "
+            "slash commands and serve /emoji until Ctrl-C. Settings (checkpoint, device, queue, log level) "
+            "come from the config file; see config.example.toml."
+        ),
+    )
     preview = commands.add_parser(
-        "preview", help="try the bot without Discord: a simulated server in a local web page (no token)"
+        "preview",
+        help="try the bot without Discord: a simulated server in a local web page (no token)",
+        description=(
+            "Run the real bot in a simulated Discord server, served as a web page on 127.0.0.1: "
+            "no token, no Discord account. The printed link carries the session key. Ctrl-C stops."
+        ),
     )
     preview.add_argument(
         "--port",
         type=_port,
         default=DEFAULT_PORT,
-        help=f"loopback port (default: {DEFAULT_PORT}; 0: any free)",
+        help=f"loopback port of the page (default: {DEFAULT_PORT}; 0: any free port)",
     )
-    # SUPPRESS: `emoji-bot --config X preview` keeps X unless `preview --config Y` is given.
-    preview.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
+    # SUPPRESS: `emoji-bot --config X run` keeps X unless `run --config Y` is given.
+    for sub in (run, preview):
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=argparse.SUPPRESS,
+            help=f"TOML config file (default: the --config before the command, else ./{DEFAULT_PATH})",
+        )
     return parser
 
 
@@ -72,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from bot.app import run  # imported late: a missing token should not need discord.py to start
 
-    run(config)
-    return 0
+    return run(config)
 
 
 if __name__ == "__main__":

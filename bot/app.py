@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import sys
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import Config
+from bot.config import TOKEN_ENV, Config
 from bot.replies import send_ephemeral
 from bot.worker import GenerationWorker, GeneratorLike
 
@@ -85,9 +89,75 @@ def create_bot(config: Config | None = None) -> commands.Bot:
     return EmojiBot(config or Config())
 
 
-def run(config: Config) -> None:
-    """Run until interrupted; logging is set up by discord.py's helper at ``config.log_level``."""
-    discord.utils.setup_logging(level=logging.getLevelName(config.log_level))
+# discord.py warnings that say nothing about this bot: voice is never used (so neither PyNaCl nor davey
+# is needed), and SimCord's compatibility probe builds a client without the guilds intent (ours has it).
+IRRELEVANT_WARNINGS = {
+    "discord.client": (
+        "PyNaCl is not installed, voice will NOT be supported",
+        "davey is not installed, voice will NOT be supported",
+    ),
+    "discord.state": ("Guilds intent seems to be disabled. This may cause state related issues.",),
+}
+
+TOKEN_REJECTED = (
+    "emoji-bot: Discord rejected the bot token (401 Unauthorized); get a new one at "
+    "https://discord.com/developers/applications (your app -> Bot -> Reset Token) "
+    f"and set {TOKEN_ENV} or `token` in config.toml (docs/discord-setup.md)"
+)
+
+
+class _DropMessages(logging.Filter):
+    """Drops records whose message template is one of ``messages``; everything else passes."""
+
+    def __init__(self, messages: tuple[str, ...]) -> None:
+        super().__init__()
+        self.messages = frozenset(messages)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.messages
+
+
+def setup_logging(level: str) -> None:
+    """discord.py's log handler at ``level`` (its colours in a terminal), minus the irrelevant warnings."""
+    discord.utils.setup_logging(level=logging.getLevelName(level))
+    for name, messages in IRRELEVANT_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):  # once, even if called again
+            logger.addFilter(_DropMessages(messages))
+
+
+def connect_failure(error: OSError) -> str:
+    """Why a connection failed, in words: "Connection refused", "Name or service not known"."""
+    if isinstance(error, socket.gaierror) or not error.errno:
+        return str(error.strerror or error)
+    return os.strerror(error.errno)
+
+
+def run(config: Config) -> int:
+    """Run until interrupted; returns the exit status. Failing to log in is one line, not a traceback."""
+    setup_logging(config.log_level)
     bot = create_bot(config)
     assert config.token is not None
-    bot.run(config.token, log_handler=None)
+    try:
+        bot.run(config.token, log_handler=None)
+    except discord.LoginFailure:
+        print(TOKEN_REJECTED, file=sys.stderr)
+        return 2
+    except aiohttp.ClientConnectorError as exc:  # DNS, refused, unreachable, TLS: OSError underneath
+        reason = connect_failure(exc.os_error)
+        print(
+            f"emoji-bot: cannot reach Discord at {exc.host}:{exc.port} ({reason}); "
+            "check the network connection (proxy, firewall) and try again",
+            file=sys.stderr,
+        )
+        return 1
+    except aiohttp.ClientError as exc:  # the connection dropped mid-login, a server timeout
+        print(f"emoji-bot: the connection to Discord failed ({exc or type(exc).__name__})", file=sys.stderr)
+        return 1
+    except (discord.DiscordServerError, discord.GatewayNotFound) as exc:  # Discord's side is down
+        print(
+            f"emoji-bot: Discord is not answering right now ({exc}); try again in a few minutes",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
