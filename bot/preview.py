@@ -24,8 +24,11 @@ import contextlib
 import dataclasses
 import io
 import logging
+import os
 import re
 import signal
+import socket
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.app import create_bot
+from bot.app import create_bot, setup_logging
 from bot.config import Config
 
 if TYPE_CHECKING:
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8765
+BOT_NAME = "text2emoji"  # the simulated bot account (SimCord names it "TestBot")
 # How long one page action may keep the bot busy. SimCord finishes an action only when every task it
 # started is done, so `/emoji-train start` holds the page until training ends; 15 min is the lifetime
 # of a real interaction token, the most any command of ours may take anyway.
@@ -183,6 +187,26 @@ def server_emoji_command(shelf: EmojiShelf) -> app_commands.Command[Any, ..., No
     return server_emoji
 
 
+def check_port(port: int) -> None:
+    """Fail in a second, before the model loads, when ``port`` is taken (say, by another preview).
+
+    Binding the same way the page's server will (SO_REUSEADDR, as asyncio does on Unix) answers the
+    question without connecting anywhere; the server's own bind error stays as the fallback for a race.
+    """
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name == "posix":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PreviewError(
+                f"could not bind port {port} on 127.0.0.1 ({exc.strerror or exc}; another preview?): "
+                "choose another with --port, or `--port 0` for any free one"
+            ) from None
+
+
 async def serve(
     config: Config,
     *,
@@ -191,6 +215,7 @@ async def serve(
     on_ready: Callable[[str], None],
 ) -> None:
     """Run the bot in SimCord and serve the page until ``stop`` is set or the page ends the session."""
+    check_port(port)
     try:
         import simcord
         from simcord.backend.errors import SetupError
@@ -201,9 +226,15 @@ async def serve(
         bot = create_bot(preview_config(config, Path(data_dir)))
         shelf = EmojiShelf()
         bot.tree.add_command(server_emoji_command(shelf))
-        async with simcord.run(bot, settle_timeout=SETTLE_TIMEOUT_S, check_errors=False) as env:
-            shelf.env = env
-            world = build_world(env)
+        # simcord.run(), spelt out so the world exists before the bot logs in: its READY then lists the
+        # server (the log says "in 1 guild(s)", not 0) and the bot user has our name, not "TestBot".
+        env = simcord.Env(bot, settle_timeout=SETTLE_TIMEOUT_S, check_errors=False)
+        with contextlib.suppress(AttributeError):  # cosmetic; a SimCord without it keeps "TestBot"
+            env.backend.bot_user.name = BOT_NAME
+        shelf.env = env
+        world = build_world(env)
+        await env.start()
+        with env.time_context():
             try:
                 session = env.preview(
                     world.channel, viewers=[world.admin, world.member], layout="channel", port=port
@@ -223,6 +254,8 @@ async def serve(
             except SetupError as exc:
                 hint = " (in use? `--port 0` picks a free one)" if "bind port" in str(exc) else ""
                 raise PreviewError(f"{exc}{hint}") from exc
+            finally:
+                await env.shutdown()
     log.info("Preview stopped")
 
 
@@ -238,7 +271,7 @@ def announce(url: str) -> None:
 
 def run_preview(config: Config, *, port: int = DEFAULT_PORT) -> int:
     """Serve until Ctrl-C or SIGTERM; returns the process exit status."""
-    discord.utils.setup_logging(level=logging.getLevelName(config.log_level))
+    setup_logging(config.log_level)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -251,7 +284,7 @@ def run_preview(config: Config, *, port: int = DEFAULT_PORT) -> int:
     try:
         asyncio.run(main())
     except PreviewError as exc:
-        log.error("Could not start the preview: %s", exc)
+        print(f"emoji-bot: could not start the preview: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         log.info("Preview interrupted")
