@@ -191,6 +191,16 @@ def test_ctrl_c_stops_the_bot_cleanly(tmp_path):
 
 
 @needs_model
+def test_the_log_names_the_bot_and_its_server_without_discord_py_noise(tmp_path):
+    with PreviewProcess(tmp_path) as preview:
+        assert preview.stop(signal.SIGINT) == 0
+        log = preview.log()
+    assert f"Ready as {bot.preview.BOT_NAME} in 1 guild(s)" in log  # the page's one server, our name
+    for noise in ("PyNaCl", "davey", "Guilds intent"):  # voice we never use; SimCord's intent-less probe
+        assert noise not in log
+
+
+@needs_model
 def test_a_taken_port_is_reported_not_raised(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
