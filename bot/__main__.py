@@ -84,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emoji-bot: bad config: {exc}", file=sys.stderr)
         return 2
     if config.checkpoint is not None and not config.checkpoint.is_file():
-        print(f"emoji-bot: checkpoint not found: {config.checkpoint}", file=sys.stderr)
+        if config.checkpoint.is_dir():
+            print(
+                f"emoji-bot: checkpoint {config.checkpoint} is a folder; give the .pt file", file=sys.stderr
+            )
+        else:
+            print(f"emoji-bot: checkpoint not found: {config.checkpoint}", file=sys.stderr)
         return 2
     if args.command == "preview":
         from bot.preview import run_preview  # imported late, like bot.app

@@ -232,3 +232,21 @@ def test_a_taken_preview_port_fails_at_once_before_the_model_loads(tmp_path):
     assert proc.returncode == 2 and "http://" not in proc.stdout
     line = one_error_line(proc, "emoji-bot: could not start the preview: ")
     assert f"could not bind port {port}" in line and "--port" in line
+
+
+def test_a_folder_as_the_bots_checkpoint_is_named_a_folder(tmp_path):
+    (tmp_path / "models").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'checkpoint = "{tmp_path / "models"}"\n', encoding="utf-8")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config)],
+        cwd=ROOT,
+        env=dict(os.environ, DISCORD_TOKEN="not-a-real-token"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+    assert proc.returncode == 2
+    assert "models is a folder" in one_error_line(proc, "emoji-bot: checkpoint ")
