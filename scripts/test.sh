@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian's emoji font + CLDR + Chromium, CPU torch, the project with its dev
-# extra), then lint and run the whole suite. CI runs exactly this.
+# Install everything the tests need (Debian's emoji font + CLDR + Chromium through apt, torch, the project with its
+# dev extra), then lint and run the whole suite (~7 minutes on 2 cores). CI runs exactly this (.ci/run).
+# Without an active virtualenv it installs into .venv (scripts/env.sh says why); a torch already there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+t2e_python
+t2e_torch   # before the project: an open `torch` requirement pulls the multi-GB CUDA build on Linux
+# T2E_SETUP_ONLY=1 stops after choosing the interpreter and torch (tests/test_install.py checks that step).
+[ -z "${T2E_SETUP_ONLY:-}" ] || { echo "python: $PY"; exit 0; }
 
 need=()
 [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
@@ -10,14 +17,14 @@ need=()
 [ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need+=(fonts-nanum)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # the `emoji-bot preview` browser test
 if [ "${#need[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null || { echo "error: install ${need[*]} (Debian/Ubuntu names) first" >&2; exit 1; }
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q torch==2.13.0   # CPU build first: an open `torch` pulls a multi-GB CUDA build
-python3 -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q -e ".[dev]"
 
 ruff check .
 ruff format --check .
-python3 -m pytest -q "$@"
+"$PY" -m pytest -q "$@"

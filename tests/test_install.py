@@ -1,0 +1,179 @@
+"""Installing: the scripts' environment step (PEP 668 Pythons, pip-less venvs, keeping torch).
+
+The script tests run scripts/try.sh and scripts/test.sh with T2E_SETUP_ONLY=1 (they stop after choosing the
+interpreter and torch) from a copy of scripts/ in a temporary folder, so the checkout never gets a .venv.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ["try.sh", "test.sh"]
+
+
+def fake_python(
+    where: Path, *, externally_managed: bool = True, ensurepip: bool = True, packages: bool = True
+) -> Path:
+    """A Python outside any venv, like Debian's: a copy of this interpreter's binary whose prefix is `where`.
+
+    Its stdlib is a folder of links to ours, plus an EXTERNALLY-MANAGED marker (pip then refuses to install,
+    PEP 668); without `ensurepip` it is Debian's python3 without python3-venv. Its site-packages sees this
+    environment's packages (torch, pip ...) through a .pth file, or nothing without `packages`.
+    """
+    base = Path(sys.base_prefix)
+    exe = Path(sys.executable).resolve()
+    real = base / "bin" / exe.name
+    stdlib = Path(
+        sysconfig.get_paths(vars={"installed_base": sys.base_prefix, "base": sys.base_prefix})["stdlib"]
+    )
+    if not real.is_file() or not (stdlib / "os.py").is_file():
+        pytest.skip("this interpreter's layout cannot be copied")
+    (where / "bin").mkdir(parents=True)
+    shutil.copy2(real, where / "bin" / "python3")
+    lib = where / "lib" / stdlib.name
+    lib.mkdir(parents=True)
+    for entry in stdlib.iterdir():
+        if entry.name == "ensurepip" and not ensurepip:
+            continue
+        if entry.name != "site-packages":
+            (lib / entry.name).symlink_to(entry)
+    (lib / "site-packages").mkdir()
+    if packages:
+        (lib / "site-packages" / "_host.pth").write_text("\n".join(host_site_packages()) + "\n")
+    if externally_managed:
+        (lib / "EXTERNALLY-MANAGED").write_text("[externally-managed]\nError=a system Python (test)\n")
+    python = where / "bin" / "python3"
+    probe = subprocess.run(
+        [python, "-c", "import sys; print(sys.prefix == sys.base_prefix)"], capture_output=True, text=True
+    )
+    if probe.returncode != 0 or probe.stdout.strip() != "True":
+        pytest.skip(f"the copied interpreter does not start: {probe.stderr[-300:]}")
+    return python
+
+
+def checkout_copy(tmp_path: Path) -> Path:
+    """Just the scripts: the setup step reads nothing else."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "scripts", repo / "scripts", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    return repo
+
+
+def run_setup(
+    repo: Path,
+    script: str,
+    python: Path,
+    extra_env: dict[str, str] | None = None,
+    drop_pip_settings: bool = False,
+) -> subprocess.CompletedProcess:
+    """The script's setup step with `python` first on PATH and no virtualenv active."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH")
+        and not (drop_pip_settings and k.startswith("PIP_"))
+    }
+    env.update(PATH=f"{python.parent}{os.pathsep}{env['PATH']}", T2E_SETUP_ONLY="1", **(extra_env or {}))
+    return subprocess.run(
+        ["bash", str(repo / "scripts" / script)], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_an_externally_managed_python_gets_a_venv_and_keeps_its_torch(tmp_path: Path, script: str) -> None:
+    python = fake_python(tmp_path / "system")
+    refused = subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "six"], capture_output=True, text=True
+    )
+    assert "externally-managed-environment" in refused.stderr  # the situation of 14.7 really is set up
+    torch_before = subprocess.run(
+        [python, "-c", "import torch; print(torch.__file__)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    repo = checkout_copy(tmp_path)
+    result = run_setup(repo, script, python)
+
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    venv_python = repo / ".venv" / "bin" / "python"
+    assert f"python: {venv_python}" in result.stdout
+    assert "keeping it" in result.stdout  # the torch the system Python has is used, not reinstalled
+    torch_in_venv = subprocess.run(
+        [venv_python, "-c", "import torch; print(torch.__file__)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert torch_in_venv == torch_before
+    assert subprocess.run([venv_python, "-m", "pip", "--version"], capture_output=True).returncode == 0
+
+    again = run_setup(repo, script, python)  # a second run reuses .venv
+    assert again.returncode == 0 and "creating .venv" not in again.stdout
+
+
+def test_a_python_without_ensurepip_is_told_which_apt_package_to_install(tmp_path: Path) -> None:
+    # No site-packages either: a system pip would otherwise serve the venv (and rightly so)
+    python = fake_python(tmp_path / "system", ensurepip=False, packages=False)
+    result = run_setup(checkout_copy(tmp_path), "try.sh", python)
+    assert result.returncode == 1
+    assert "sudo apt-get install python3-venv" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def fake_torch_wheel(folder: Path, version: str) -> Path:
+    """A stand-in for torch: enough for pip to install it and for `import torch` to print its version."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"torch-{version}-py3-none-any.whl"
+    info = f"torch-{version}.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("torch/__init__.py", f"__version__ = {version!r}\n")
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+        zf.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA GPU")
+@pytest.mark.parametrize("cpu_index_up", [True, False])
+def test_without_torch_or_gpu_the_cpu_index_is_tried_then_the_pin(tmp_path: Path, cpu_index_up: bool) -> None:
+    python = fake_python(tmp_path / "system", packages=False)
+    index = tmp_path / "cpu-index"  # a PEP 503 "simple" index, as PyTorch's is
+    wheel = fake_torch_wheel(index / "torch", "2.99.0")
+    (index / "torch" / "index.html").write_text(f'<a href="{wheel.name}">{wheel.name}</a>\n')
+    pin = fake_torch_wheel(tmp_path / "pypi", "2.13.0")
+    repo = checkout_copy(tmp_path)
+    # None of this machine's pip settings: only the two stand-in sources exist for pip.
+    result = run_setup(
+        repo,
+        "try.sh",
+        python,
+        {
+            "PIP_CONFIG_FILE": os.devnull,
+            "T2E_TORCH_CPU_INDEX": index.as_uri() if cpu_index_up else "http://127.0.0.1:9/",
+            "T2E_TORCH_PIN": str(pin),
+        },
+        drop_pip_settings=True,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    version = subprocess.run(
+        [repo / ".venv" / "bin" / "python", "-c", "import torch; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert version == ("2.99.0" if cpu_index_up else "2.13.0")
+    assert ("did not answer" in out) is not cpu_index_up
+
+
+def host_site_packages() -> list[str]:
+    """This environment's site-packages (torch, numpy, Pillow, discord.py ...) for a venv to reuse."""
+    return [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
