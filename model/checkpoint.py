@@ -11,6 +11,7 @@ import pickle
 import tempfile
 import warnings
 from dataclasses import fields
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -19,7 +20,21 @@ import torch.nn as nn
 from model.networks import EmojiCVAE, ModelConfig
 
 FORMAT_VERSION = 1
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
+
+
+def _shipped_checkpoint() -> Path:
+    """The default checkpoint: inside the package for a wheel install, else checkpoints/ of the checkout.
+
+    pyproject.toml maps checkpoints/ to the data package model.checkpoints, so `pip install .` (a wheel, a git
+    URL) has model/checkpoints/base.pt; a checkout and an editable install have the repository's folder.
+    """
+    packaged = resources.files(__package__) / "checkpoints" / "base.pt"
+    if packaged.is_file():
+        return Path(str(packaged))  # wheels install unzipped: a real file
+    return Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
+
+
+SHIPPED_CHECKPOINT = _shipped_checkpoint()
 
 
 class CheckpointError(RuntimeError):

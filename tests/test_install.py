@@ -1,4 +1,4 @@
-"""Installing: the scripts' environment step (PEP 668 Pythons, pip-less venvs, keeping torch).
+"""Installing: the scripts' environment step (PEP 668 Pythons, pip-less venvs, keeping torch) and the wheel.
 
 The script tests run scripts/try.sh and scripts/test.sh with T2E_SETUP_ONLY=1 (they stop after choosing the
 interpreter and torch) from a copy of scripts/ in a temporary folder, so the checkout never gets a .venv.
@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import textwrap
 import zipfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,98 @@ def test_without_torch_or_gpu_the_cpu_index_is_tried_then_the_pin(tmp_path: Path
 def host_site_packages() -> list[str]:
     """This environment's site-packages (torch, numpy, Pillow, discord.py ...) for a venv to reuse."""
     return [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+
+
+def setuptools_builds_offline() -> bool:
+    """pyproject.toml asks for setuptools>=68; a Python 3.11 venv's own is 65, and 3.12+ venvs have none.
+
+    Where it is missing or older, the wheel is built in pip's isolated environment (which fetches setuptools).
+    """
+    try:
+        return int(version("setuptools").split(".")[0]) >= 68
+    except PackageNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_built_wheel_ships_the_checkpoint_and_draws_outside_the_checkout(tmp_path: Path) -> None:
+    # Build from a copy: pip's in-tree build would leave build/ in the checkout.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ["pyproject.toml", "README.md"]:
+        shutil.copy2(ROOT / name, src / name)
+    for name in ["model", "bot", "checkpoints"]:
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pt.train"))
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip"]
+    isolation = ["--no-build-isolation"] if setuptools_builds_offline() else []
+    subprocess.run(
+        [*pip, "wheel", "-q", "--no-deps", *isolation, str(src), "-w", str(wheels)],
+        check=True,
+        cwd=src,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("text2emoji-*.whl")
+    assert "model/checkpoints/base.pt" in zipfile.ZipFile(wheel).namelist()
+
+    # A fresh venv that sees this environment's dependencies but not its (editable) text2emoji: a .pth that
+    # lists site-packages folders adds them to sys.path without running their own .pth files.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    vpython = venv / "bin" / "python"
+    site = subprocess.run(
+        [vpython, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(site) / "_host_deps.pth").write_text("\n".join(host_site_packages()) + "\n")
+    subprocess.run([*pip, "--python", str(vpython), "install", "-q", "--no-deps", str(wheel)], check=True)
+
+    run = tmp_path / "elsewhere"
+    run.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    out = run / "out"
+    gen = subprocess.run(
+        [venv / "bin" / "emoji-gen", "축하해", "--count", "2", "--seed", "0", "--out", str(out)],
+        cwd=run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert gen.returncode == 0, gen.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["0000_0.png", "0000_1.png"]
+
+    code = textwrap.dedent(
+        """
+        import model
+        from model import Generator
+        from model.checkpoint import SHIPPED_CHECKPOINT
+        import bot.cogs.generate  # every package made it into the wheel
+        gen = Generator.load(None, device="cpu")
+        (image,) = gen.generate(["pizza"], count=1, seed=0)[0]
+        print(model.__file__)
+        print(SHIPPED_CHECKPOINT, SHIPPED_CHECKPOINT.with_name("maskgit.pt").is_file(), image.size)
+        """
+    )
+    loaded = subprocess.run(
+        [vpython, "-c", code], cwd=run, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    module_file, shipped = loaded.stdout.splitlines()[-2:]
+    assert module_file.startswith(site), "model was imported from the checkout, not the wheel"
+    assert shipped == f"{site}/model/checkpoints/base.pt True (72, 72)"
+
+
+def test_the_package_list_names_every_package_of_model_and_bot() -> None:
+    """pyproject.toml lists packages by hand (a mapped folder cannot be found): new ones must be added."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("model", "bot")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert listed == found | {"model.checkpoints"}
