@@ -1,4 +1,5 @@
-"""Installing: the scripts' environment step (PEP 668 Pythons, pip-less venvs, keeping torch) and the wheel.
+"""Installing: the scripts' environment step (PEP 668 Pythons, pip-less venvs, keeping torch), the wheel,
+pytest's warning settings.
 
 The script tests run scripts/try.sh and scripts/test.sh with T2E_SETUP_ONLY=1 (they stop after choosing the
 interpreter and torch) from a copy of scripts/ in a temporary folder, so the checkout never gets a .venv.
@@ -274,3 +275,32 @@ def test_the_package_list_names_every_package_of_model_and_bot() -> None:
         for init in (ROOT / top).rglob("__init__.py")
     }
     assert listed == found | {"model.checkpoints"}
+
+
+def test_pytest_sets_the_asyncio_loop_scope(pytestconfig: pytest.Config) -> None:
+    assert pytestconfig.getini("asyncio_default_fixture_loop_scope") == "function"
+
+
+def test_only_discord_pys_audioop_warning_is_filtered(tmp_path: Path) -> None:
+    (tmp_path / "test_warns.py").write_text(
+        textwrap.dedent(
+            """
+            import warnings
+
+            def test_warns():
+                message = "'audioop' is deprecated and slated for removal in Python 3.13"
+                warnings.warn(message, DeprecationWarning)
+                warnings.warn("our own deprecation", DeprecationWarning)
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pyproject.toml")]
+        + ["--rootdir", str(tmp_path), str(tmp_path / "test_warns.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout
+    assert "our own deprecation" in result.stdout
+    assert "'audioop' is deprecated" not in result.stdout
