@@ -27,6 +27,7 @@ t2e_python() {
   then
     PY="$(command -v "$base")"
     echo "using the active environment's Python: $("$PY" -c 'import sys; print(sys.prefix)')"
+    t2e_need_pip "the active environment"
     return 0
   fi
 
@@ -41,16 +42,19 @@ t2e_python() {
     "$base" -m venv "${flags[@]}" .venv ||
       t2e_die "'$base -m venv .venv' failed; on Debian/Ubuntu: sudo apt-get install python3-venv"
   fi
-  # Debian and Ubuntu ship Python without ensurepip unless python3-venv is installed: say so instead of
-  # failing later on a pip-less venv. The same step gives an existing pip-less .venv (uv's, say) its pip.
-  if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
-    .venv/bin/python -m ensurepip --upgrade >/dev/null 2>&1 ||
-      t2e_die "the virtual environment .venv has no pip and ensurepip is missing. On Debian/Ubuntu:" \
-        "sudo apt-get install python3-venv (or python3.X-venv for your version), then run this again"
-  fi
   PY="$PWD/.venv/bin/python"
+  t2e_need_pip "the virtual environment .venv"
   export PATH="$PWD/.venv/bin:$PATH"
   echo "using .venv ($("$PY" -V 2>&1)); '. .venv/bin/activate' puts emoji-gen and emoji-bot on your PATH"
+}
+
+# Debian and Ubuntu ship Python without ensurepip unless python3-venv is installed: say so instead of failing
+# later on a pip-less venv. The same step gives a pip-less environment (uv's venvs, say) its pip.
+t2e_need_pip() {
+  "$PY" -m pip --version >/dev/null 2>&1 && return 0
+  "$PY" -m ensurepip --upgrade >/dev/null 2>&1 ||
+    t2e_die "$1 has no pip and this Python has no ensurepip. On Debian/Ubuntu:" \
+      "sudo apt-get install python3-venv (or python3.X-venv for your version), then run this again"
 }
 
 t2e_torch() {

@@ -4,6 +4,7 @@
 # Without an active virtualenv it installs into .venv (scripts/env.sh says why); a torch already there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/env.sh
 source scripts/env.sh
 
 t2e_python
