@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from discord.utils import escape_markdown
+
+from bot.sqlite import SqliteStore
 from bot.validation import NormalisedImage
 
 log = logging.getLogger(__name__)
@@ -137,67 +138,32 @@ def _id(value: int) -> int:
 
 
 def name_key(name: str) -> str:
-    return " ".join(name.casefold().split())
+    """The one key a training emoji's name is stored, listed, found and removed by.
+
+    NFC (macOS types Korean decomposed), control characters as spaces, single spaces, casefolded: the
+    name typed into ``remove`` finds what ``add`` or ``import`` stored, however it was typed.
+    """
+    text = unicodedata.normalize("NFC", name)
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    return unicodedata.normalize("NFC", " ".join(text.casefold().split()))
 
 
-class SubmissionStore:
+class SubmissionStore(SqliteStore):
     """Submissions, training runs and per-guild model checkpoints under ``data_dir``."""
 
+    schema = SCHEMA
+    schema_version = SCHEMA_VERSION
+
     def __init__(self, data_dir: Path) -> None:
+        super().__init__(Path(data_dir) / DB_NAME)
         self.data_dir = Path(data_dir)
         self.models_dir = self.data_dir / MODELS_DIR
-        self.path = self.data_dir / DB_NAME
-        self._lock = threading.RLock()
-        self._db: sqlite3.Connection | None = None
-
-    # ----------------------------------------------------------------- connection
 
     def open(self) -> SubmissionStore:
-        """Create the folder and schema (idempotent)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the folders and schema (idempotent)."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # an acknowledged submission survives a crash
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version != SCHEMA_VERSION:
-            db.close()
-            raise RuntimeError(f"{self.path}: schema version {version}, expected {SCHEMA_VERSION}")
-        self._db = db
+        super().open()
         return self
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: checks and inserts see the same state)."""
-        with self._lock:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
-
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn().execute(sql, args).fetchall()
 
     # ----------------------------------------------------------------- submissions
 
@@ -229,7 +195,7 @@ class SubmissionStore:
             ).fetchone()
             if same_name is not None:
                 raise DuplicateName(
-                    f"There is already a training emoji named **{same_name['name']}**. "
+                    f"There is already a training emoji named **{escape_markdown(same_name['name'])}**. "
                     "Pick another name, or remove that one first."
                 )
             same_image = db.execute(
@@ -239,7 +205,8 @@ class SubmissionStore:
             ).fetchone()
             if same_image is not None:
                 raise DuplicateImage(
-                    f"That image is already stored as **{same_image['name']}**. Each image can be used once."
+                    f"That image is already stored as **{escape_markdown(same_image['name'])}**. "
+                    "Each image can be used once."
                 )
             now = time.time()
             cursor = db.execute(

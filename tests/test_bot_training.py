@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import struct
+import unicodedata
 import zlib
 
 import discord
@@ -126,6 +127,40 @@ async def test_duplicate_name_or_image_gets_a_clear_message(simcord_env):
     assert "already stored as **party parrot**" in same_image.response.content
     assert same_name.response.ephemeral and same_image.response.ephemeral
     assert stored_names(simcord_env, guild) == ["party parrot"]
+
+
+async def test_a_duplicate_name_is_echoed_as_text_not_as_markdown(simcord_env):
+    guild, channel, carol, _ = setup_guild(simcord_env)
+    await add(carol, channel, "||secret|| [link](https://evil.example)", png(mark=1))
+
+    same_name = await add(carol, channel, "||secret|| [link](https://evil.example)", png(mark=2))
+    same_image = await add(carol, channel, "another", png(mark=1), filename="copy.png")
+
+    for answer in (same_name.response.content, same_image.response.content):
+        assert r"\|\|secret\|\|" in answer and r"\[link]" in answer, answer
+        assert "||secret||" not in answer
+
+
+@pytest.mark.parametrize(
+    ("stored_as", "typed"),
+    [
+        (unicodedata.normalize("NFD", "축하 고양이"), "축하 고양이"),  # a macOS file name
+        ("축하 고양이", unicodedata.normalize("NFD", "축하 고양이")),  # typed on a Mac
+        ("party\x07parrot", "party\x07parrot"),  # stored as "party parrot"
+        ("Party  Parrot", "party parrot"),
+    ],
+)
+async def test_remove_and_autocomplete_find_a_name_however_it_was_typed(simcord_env, stored_as, typed):
+    guild, channel, carol, _ = setup_guild(simcord_env)
+    await add(carol, channel, stored_as, png(mark=3))
+    (name,) = stored_names(simcord_env, guild)
+
+    suggested = await carol.autocomplete(channel, "emoji-train remove", "name", typed)
+    removed = await carol.slash(channel, "emoji-train remove", name=typed)
+
+    assert [c["value"] for c in suggested] == [name]
+    assert "Removed" in removed.response.content, removed.response.content
+    assert stored_names(simcord_env, guild) == []
 
 
 def noise_png(side: int) -> bytes:
@@ -253,6 +288,20 @@ async def test_member_without_permission_cannot_see_or_use_the_commands(simcord_
         assert "You need the **Create Expressions**" in refused.response.content, command
     assert stored_names(simcord_env, guild) == []
     assert cog(simcord_env).store.latest_run(guild.id) is None
+
+
+async def test_manage_expressions_alone_is_treated_as_discord_shows_it(simcord_env):
+    guild, channel, _, _ = setup_guild(simcord_env)
+    managers = guild.create_role("Managers", permissions=discord.Permissions(manage_expressions=True))
+    dave = guild.add_member(simcord_env.create_user("dave"), roles=[managers])
+    with pytest.raises(simcord.SetupError):  # hidden: default_permissions asks for Create Expressions
+        await dave.slash(channel, "emoji-train list")
+
+    guild.set_command_permissions(command_id(simcord_env, "emoji-train"), {dave: True})
+    refused = await dave.slash(channel, "emoji-train add", name="sneaky", image=("x.png", png()))
+
+    assert "You need the **Create Expressions**" in refused.response.content  # the same rule, also inside
+    assert stored_names(simcord_env, guild) == []
 
 
 async def test_start_with_nothing_to_train_says_what_to_do(simcord_env):

@@ -1,6 +1,6 @@
 """``/emoji-train``: a server teaches the bot its own emoji, then fine-tunes its own model.
 
-Admins (Create or Manage Expressions; the default permission hides the group from everyone else,
+Admins (Create Expressions; the default permission hides the group from everyone else,
 and every handler checks again) add images with a name, import the server's custom emoji, list and
 remove them, start a fine-tune and follow its progress message, cancel it, or reset the server to
 the base model. Everything is per server: submissions, runs and the model are keyed by guild id.
@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot import validation
 from bot.replies import send_ephemeral
-from bot.store import LimitReached, StoreError, Submission, SubmissionStore
+from bot.store import LimitReached, StoreError, Submission, SubmissionStore, name_key
 from bot.training import RunState, TrainingError, TrainingManager
 
 if TYPE_CHECKING:
@@ -31,14 +31,13 @@ PAGE_SIZE = 10
 BAR_WIDTH = 20
 EMBED_COLOUR = discord.Colour(0x5865F2)
 NEED_PERMISSION = (
-    "You need the **Create Expressions** (or **Manage Expressions**) permission in this server "
-    "to manage its training emoji."
+    "You need the **Create Expressions** permission in this server to manage its training emoji."
 )
 
 
 def has_permission(interaction: discord.Interaction) -> bool:
-    perms = interaction.permissions
-    return interaction.guild_id is not None and (perms.create_expressions or perms.manage_expressions)
+    """Create Expressions, the permission the group's ``default_permissions`` asks Discord for too."""
+    return interaction.guild_id is not None and interaction.permissions.create_expressions
 
 
 def duration(seconds: float) -> str:
@@ -377,7 +376,7 @@ class Training(commands.Cog):
         guild_id = await self._check(interaction)
         if guild_id is None:
             return
-        removed = await asyncio.to_thread(self.store.remove, guild_id, " ".join(name.split()))
+        removed = await asyncio.to_thread(self.store.remove, guild_id, name)  # found by name_key
         if removed is None:
             await self._refuse(
                 interaction, f"There is no training emoji named **{discord.utils.escape_markdown(name)}**."
@@ -396,10 +395,9 @@ class Training(commands.Cog):
         if interaction.guild_id is None or not has_permission(interaction):
             return []
         rows = await asyncio.to_thread(self.store.all, interaction.guild_id)
-        wanted = current.casefold()
-        return [app_commands.Choice(name=s.name, value=s.name) for s in rows if wanted in s.name.casefold()][
-            :25
-        ]
+        wanted = name_key(current)
+        matches = [s.name for s in rows if wanted in name_key(s.name)]
+        return [app_commands.Choice(name=name, value=name) for name in matches[:25]]
 
     # ----------------------------------------------------------------- the model
 
