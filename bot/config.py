@@ -41,7 +41,7 @@ class Config:
     training_max_name_chars: int = 50  # longest name (the text that will draw it)
     training_max_concurrent_runs: int = 1  # fine-tunes running at once across all servers
     training_progress_interval_s: float = 3.0  # how often the progress message is edited
-    view_timeout_s: float = 600.0  # buttons are disabled after this
+    view_timeout_s: float = 600.0  # /emoji-train list/reset buttons are disabled after this
     reply_deadline_s: float = 840.0  # give up before the 15-minute interaction token expires
     log_level: str = "INFO"
     token: str | None = field(default=None, repr=False)  # prefer the DISCORD_TOKEN variable

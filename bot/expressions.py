@@ -12,12 +12,14 @@ import asyncio
 import io
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import discord
 from PIL import Image
 
 from bot import imaging
+from bot.results import SaveKind
 
 T = TypeVar("T")
 
@@ -31,18 +33,43 @@ BOT_NEEDS_PERMISSION = (
 )
 
 
+@dataclass(frozen=True)
+class Saved:
+    """A new emoji or sticker: the button's label from now on, and the confirmation for the user."""
+
+    label: str
+    message: str
+
+
+WHAT = {SaveKind.EMOJI: "server emoji", SaveKind.STICKER: "stickers"}
+
+
 def _reason(user: discord.abc.User) -> str:
     return f"text2emoji: added by {user} ({user.id})"
 
 
-def _check_permissions(interaction: discord.Interaction, what: str) -> str | None:
-    """Why this member or this bot cannot create expressions here, or None."""
-    if interaction.guild is None:
+def refusal(interaction: discord.Interaction, kind: SaveKind) -> str | None:
+    """Why this member or this bot cannot add this kind of expression here now, or None."""
+    what = WHAT[kind]
+    guild = interaction.guild
+    if guild is None:
         return f"I can only add {what} inside a server."
     if not interaction.permissions.create_expressions:
         return NEED_PERMISSION.format(what=what)
     if not interaction.app_permissions.create_expressions:
         return BOT_NEEDS_PERMISSION.format(what=what)
+    if kind is SaveKind.EMOJI:
+        static = sum(1 for emoji in guild.emojis if not emoji.animated)
+        if static >= guild.emoji_limit:
+            return (
+                f"This server has no free emoji slots ({static}/{guild.emoji_limit}). "
+                "Remove one (or boost the server) and try again."
+            )
+    elif len(guild.stickers) >= guild.sticker_limit:
+        return (
+            f"This server has no free sticker slots ({len(guild.stickers)}/{guild.sticker_limit}). "
+            "Remove one (or boost the server) and try again."
+        )
     return None
 
 
@@ -73,48 +100,34 @@ async def _create(interaction: discord.Interaction, what: str, request: Awaitabl
     return None
 
 
-async def add_emoji(interaction: discord.Interaction, image: Image.Image, name: str) -> None:
-    """Answer the click with exactly one ephemeral message: the new emoji or why not."""
-    what = "server emoji"
-    problem = _check_permissions(interaction, what)
+async def add_emoji(interaction: discord.Interaction, image: Image.Image, name: str) -> Saved | None:
+    """Create the emoji (after ``refusal`` said yes and the click was deferred).
+
+    None when it failed: the user was already told why.
+    """
     guild = interaction.guild
-    if problem is None and guild is not None:
-        static = sum(1 for emoji in guild.emojis if not emoji.animated)
-        if static >= guild.emoji_limit:
-            problem = (
-                f"This server has no free emoji slots ({static}/{guild.emoji_limit}). "
-                "Remove one (or boost the server) and try again."
-            )
-    if problem is not None or guild is None:
-        await interaction.response.send_message(problem, ephemeral=True)
-        return
-    await interaction.response.defer(ephemeral=True, thinking=True)
+    assert guild is not None
     data = await asyncio.to_thread(imaging.emoji_png, image)
     emoji = await _create(
-        interaction, what, guild.create_custom_emoji(name=name, image=data, reason=_reason(interaction.user))
+        interaction,
+        WHAT[SaveKind.EMOJI],
+        guild.create_custom_emoji(name=name, image=data, reason=_reason(interaction.user)),
     )
     if emoji is None:
-        return
+        return None
     log.info("Added emoji %s (%s) to guild %s for %s", emoji.name, emoji.id, guild.id, interaction.user.id)
-    await interaction.followup.send(f"Added {emoji} as `:{emoji.name}:`.", ephemeral=True)
+    return Saved(f":{emoji.name}:", f"Added {emoji} as `:{emoji.name}:`.")
 
 
 async def add_sticker(
     interaction: discord.Interaction, image: Image.Image, name: str, description: str, tag: str
-) -> None:
-    """Answer the click with exactly one ephemeral message: the new sticker or why not."""
-    what = "stickers"
-    problem = _check_permissions(interaction, what)
+) -> Saved | None:
+    """Create the sticker (after ``refusal`` said yes and the click was deferred).
+
+    None when it failed: the user was already told why.
+    """
     guild = interaction.guild
-    if problem is None and guild is not None and len(guild.stickers) >= guild.sticker_limit:
-        problem = (
-            f"This server has no free sticker slots ({len(guild.stickers)}/{guild.sticker_limit}). "
-            "Remove one (or boost the server) and try again."
-        )
-    if problem is not None or guild is None:
-        await interaction.response.send_message(problem, ephemeral=True)
-        return
-    await interaction.response.defer(ephemeral=True, thinking=True)
+    assert guild is not None
     data = await asyncio.to_thread(imaging.sticker_png, image)
     file = discord.File(io.BytesIO(data), filename="sticker.png")
     sticker = await _create(
@@ -125,8 +138,8 @@ async def add_sticker(
         ),
     )
     if sticker is None:
-        return
+        return None
     log.info(
         "Added sticker %s (%s) to guild %s for %s", sticker.name, sticker.id, guild.id, interaction.user.id
     )
-    await interaction.followup.send(f"Added the sticker **{sticker.name}** ({tag}).", ephemeral=True)
+    return Saved(f"sticker {sticker.name}", f"Added the sticker **{sticker.name}** ({tag}).")

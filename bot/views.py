@@ -1,23 +1,26 @@
 """The buttons under a generated emoji: pick a candidate, reroll, save to the server.
 
-Views are not persistent: after ``view_timeout_s`` their buttons are disabled (edited through the
-interaction that created the message, whose token outlives the view).
+The buttons are persistent (``DynamicItem``): their ``custom_id`` names the stored result
+(``bot.results``), so a click is answered by whichever bot process is running, also after a restart,
+by the ``Generate`` cog's ``press``. Saved emoji and stickers turn their button into a disabled
+"Added …" label.
 """
 
 from __future__ import annotations
 
-import asyncio
+import io
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import discord
 from PIL import Image
 
-from bot import expressions, imaging
-from bot.naming import emoji_name, sticker_name
+from bot import imaging
+from bot.naming import emoji_name
 from bot.replies import send_ephemeral
+from bot.results import SaveKind
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,9 @@ class Result:
     model_name: str
     pick: int | None = None  # index of the chosen candidate, once picked
     mashup: str = ""  # "base + modifier" for a mashup
+    result_id: int = 0  # the ResultStore row the buttons name
+    guild_id: int | None = None  # None in DMs: no save buttons
+    saved: dict[SaveKind, str] = field(default_factory=dict)  # what the chosen image was saved as
 
     @property
     def chosen(self) -> Image.Image | None:
@@ -45,6 +51,11 @@ class Result:
         if self.pick is not None:
             return self.images[self.pick]
         return self.images[0] if len(self.images) == 1 else None
+
+    @property
+    def decided(self) -> bool:
+        """Whether one image is shown (and can be saved), rather than candidates to pick from."""
+        return self.pick is not None or self.count == 1
 
     @property
     def name(self) -> str:
@@ -90,110 +101,93 @@ def result_embed(result: Result) -> discord.Embed:
 
 
 def as_files(files: list[tuple[str, bytes]]) -> list[discord.File]:
-    import io
-
     return [discord.File(io.BytesIO(data), filename=name) for name, data in files]
 
 
-Reroll = Callable[[discord.Interaction, Result], Awaitable[None]]
+# One template for every button under a result: what to do, which candidate (0: the only/none), which
+# stored result. Everything a click needs is in it or in the ResultStore, so buttons outlive restarts.
+BUTTON_TEMPLATE = r"emoji:(?P<action>pick|reroll|save-emoji|save-sticker):(?P<pick>[0-4]):(?P<result>[0-9]+)"
 
 
-class ResultView(discord.ui.View):
-    """Buttons for one result message. Pick and reroll are the requester's; saving needs the permission."""
+def result_view(result: Result) -> discord.ui.View:
+    """The buttons for one result message; persistent (no timeout), answered by ``ResultButton``."""
+    view = discord.ui.View(timeout=None)
+    number = 0 if result.pick is None else result.pick + 1
+    if not result.decided:
+        for index in range(result.count):
+            view.add_item(ResultButton("pick", index + 1, result.result_id, label=f"Pick {index + 1}", row=0))
+    view.add_item(
+        ResultButton(
+            "reroll",
+            number,
+            result.result_id,
+            label="Reroll",
+            emoji="🔁",
+            row=1,
+            style=discord.ButtonStyle.primary,
+        )
+    )
+    if result.decided and result.guild_id is not None:
+        for kind, action, label, emoji in (
+            (SaveKind.EMOJI, "save-emoji", "Add as server emoji", "➕"),
+            (SaveKind.STICKER, "save-sticker", "Add as sticker", "🏷️"),
+        ):
+            saved = result.saved.get(kind)
+            view.add_item(
+                ResultButton(
+                    action,
+                    number,
+                    result.result_id,
+                    label=f"Added {saved}"[:80] if saved else label,
+                    emoji="✅" if saved else emoji,
+                    row=1,
+                    disabled=saved is not None,
+                )
+            )
+    return view
+
+
+class ResultButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=BUTTON_TEMPLATE):
+    """A result button that any running bot can answer, also one started after the message was posted."""
 
     def __init__(
-        self, result: Result, origin: discord.Interaction, reroll: Reroll, *, timeout: float
-    ) -> None:
-        super().__init__(timeout=timeout)
-        self.result = result
-        self.origin = origin  # its token edits the message when the view times out
-        self.message: discord.Message | None = None  # fallback once that token has expired
-        self._reroll = reroll
-        key = f"{origin.id}:{result.pick if result.pick is not None else 'all'}"
-        if result.chosen is None:
-            for index in range(result.count):
-                self._button(f"Pick {index + 1}", f"emoji:pick:{index + 1}:{key}", self._picker(index), row=0)
-        self._button("Reroll", f"emoji:reroll:{key}", self.reroll, emoji="🔁", row=1)
-        if result.chosen is not None and origin.guild_id is not None:
-            self._button("Add as server emoji", f"emoji:save-emoji:{key}", self.add_emoji, emoji="➕", row=1)
-            self._button("Add as sticker", f"emoji:save-sticker:{key}", self.add_sticker, emoji="🏷️", row=1)
-
-    def _button(
         self,
-        label: str,
-        custom_id: str,
-        callback: Callable[[discord.Interaction], Awaitable[None]],
+        action: str,
+        pick: int,
+        result_id: int,
         *,
+        label: str | None = None,
         emoji: str | None = None,
-        row: int,
+        row: int | None = None,
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+        disabled: bool = False,
     ) -> None:
-        style = discord.ButtonStyle.primary if label == "Reroll" else discord.ButtonStyle.secondary
-        button: discord.ui.Button[ResultView] = discord.ui.Button(
-            label=label, custom_id=custom_id, emoji=emoji, style=style, row=row
-        )
-        button.callback = callback  # type: ignore[method-assign]
-        self.add_item(button)
-
-    async def _only_requester(self, interaction: discord.Interaction, action: str) -> bool:
-        if interaction.user.id == self.result.requester_id:
-            return True
-        await interaction.response.send_message(
-            f"Only <@{self.result.requester_id}> can {action} this one. Make your own with `/emoji`!",
-            ephemeral=True,
-        )
-        return False
-
-    def _picker(self, index: int) -> Callable[[discord.Interaction], Awaitable[None]]:
-        async def pick(interaction: discord.Interaction) -> None:
-            if not await self._only_requester(interaction, "pick"):
-                return
-            chosen = replace(self.result, pick=index)
-            files = await asyncio.to_thread(render_files, chosen)
-            view = ResultView(chosen, self.origin, self._reroll, timeout=self.timeout or 600.0)
-            view.message = self.message
-            self.stop()
-            await interaction.response.edit_message(
-                embed=result_embed(chosen), attachments=as_files(files), view=view
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                row=row,
+                style=style,
+                disabled=disabled,
+                custom_id=f"emoji:{action}:{pick}:{result_id}",
             )
-
-        return pick
-
-    async def reroll(self, interaction: discord.Interaction) -> None:
-        if await self._only_requester(interaction, "reroll"):
-            await self._reroll(interaction, self.result)
-
-    async def add_emoji(self, interaction: discord.Interaction) -> None:
-        image = self.result.chosen
-        assert image is not None
-        await expressions.add_emoji(interaction, image, self.result.name)
-
-    async def add_sticker(self, interaction: discord.Interaction) -> None:
-        image = self.result.chosen
-        assert image is not None
-        description = f"Made by text2emoji from “{self.result.text}”"[:100]
-        await expressions.add_sticker(
-            interaction, image, sticker_name(self.result.text, self.result.seed), description, self.result.tag
         )
+        self.action = action
+        self.pick = pick
+        self.result_id = result_id
 
-    async def on_timeout(self) -> None:
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ResultButton:
+        return cls(match["action"], int(match["pick"]), int(match["result"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog("Generate")  # type: ignore[attr-defined]
         try:
-            await self.origin.edit_original_response(view=self)
-            return
-        except discord.HTTPException as exc:
-            log.debug("Could not disable buttons through the interaction: %s", exc)
-        if self.message is not None and not self.message.flags.ephemeral:
-            # The token is older than 15 minutes: edit as the bot through the channel (public messages
-            # only; an InteractionMessage's own .edit() would use the dead token again).
-            try:
-                await self.message.channel.get_partial_message(self.message.id).edit(view=self)
-            except discord.HTTPException as exc:
-                log.debug("Could not disable buttons after timeout: %s", exc)
-
-    async def on_error(
-        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
-    ) -> None:
-        log.error("Button %s failed", getattr(item, "custom_id", item), exc_info=error)
-        await send_ephemeral(interaction, "Something went wrong with that button. Please try again.")
+            if cog is None:
+                raise RuntimeError("the Generate cog is not loaded")
+            await cog.press(interaction, self.action, self.pick, self.result_id)
+        except Exception:
+            log.exception("Button %s failed", self.item.custom_id)
+            await send_ephemeral(interaction, "Something went wrong with that button. Please try again.")

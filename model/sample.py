@@ -61,7 +61,9 @@ class EmptyTextError(ValueError):
 
 def clean_text(text: str) -> str:
     """The prompt as shown back to people: no control characters, single spaces, at most 100 characters."""
-    text = unicodedata.normalize("NFC", str(text))
+    # Lone surrogates (possible in JSON, never in real text) cannot be encoded anywhere: drop them.
+    text = "".join(ch for ch in str(text) if unicodedata.category(ch) != "Cs")
+    text = unicodedata.normalize("NFC", text)
     text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
     text = " ".join(text.split())
     if not text.strip("\u200b\u200c\u200d\ufeff\u2060 "):

@@ -8,6 +8,7 @@ import threading
 import pytest
 import simcord
 from PIL import Image
+from raw_interactions import stale_slash
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.simcord(settle_timeout=30)]
 
@@ -192,16 +193,62 @@ async def test_reroll_by_someone_else_is_refused(simcord_env):
     assert simcord_env.bot.worker.requests_done == done
 
 
-async def test_buttons_are_disabled_when_the_view_times_out(simcord_env, bot_config):
+async def test_buttons_stay_live_long_after_the_interaction_token_expired(simcord_env, bot_config):
     guild, channel, alice, _ = setup_guild(simcord_env)
     result = await alice.slash(channel, "emoji", text="축하해")
+
+    await simcord_env.advance_time(max(bot_config.view_timeout_s, 15 * 60) + 1)
+
     assert not any(b["disabled"] for b in buttons(result.response))
+    again = await alice.click(result.response, custom_id=custom_id(result.response, "reroll"))
+    assert again.response.attachments and again.response.id != result.response.id
 
-    await simcord_env.advance_time(bot_config.view_timeout_s + 1)
 
-    assert all(b["disabled"] for b in buttons(result.response))
-    with pytest.raises(simcord.SetupError, match="disabled"):
-        await alice.click(result.response, custom_id=custom_id(result.response, "reroll"))
+async def test_buttons_posted_before_a_restart_are_answered_by_the_new_bot(simcord_env, bot_config):
+    from bot.app import create_bot
+
+    guild, channel, alice, bob = setup_guild(simcord_env)
+    posted = (await alice.slash(channel, "emoji", text="happy dog", count=2, seed=7)).response
+    candidates = [await a.read() for a in posted.attachments[1:]]
+    await simcord_env.bot.close()
+    fresh = create_bot(bot_config)  # a new process: nothing in memory but what it reads from disk
+    try:
+        await simcord_env.restart_bot(fresh)
+
+        picked = await alice.click(posted, custom_id=custom_id(posted, "pick:2"))
+        refused = await bob.click(posted, custom_id=custom_id(posted, "reroll"))
+        rerolled = await alice.click(picked.response, custom_id=custom_id(picked.response, "reroll"))
+    finally:
+        fresh.worker.stop()
+        fresh.worker.join(timeout=10)
+
+    assert picked.response.id == posted.id
+    assert await picked.response.attachments[1].read() == candidates[1]  # redrawn to the same bytes
+    assert "2 of 2" in str(picked.response.embeds[0].to_dict())
+    assert refused.response.ephemeral and "Only" in refused.response.content
+    assert rerolled.response.attachments and "happy dog" in rerolled.response.embeds[0].description
+
+
+async def test_a_button_on_a_result_past_its_retention_says_it_is_gone(simcord_env, bot_config):
+    import sqlite3
+
+    from bot.app import create_bot
+
+    guild, channel, alice, _ = setup_guild(simcord_env)
+    message = (await alice.slash(channel, "emoji", text="축하해")).response
+    await simcord_env.bot.close()
+    with sqlite3.connect(bot_config.data_dir / "results.sqlite3") as db:
+        db.execute("UPDATE results SET created_at = 0")  # posted in 1970: pruned at the next start
+    fresh = create_bot(bot_config)
+    try:
+        await simcord_env.restart_bot(fresh)
+        gone = await alice.click(message, custom_id=custom_id(message, "reroll"))
+    finally:
+        fresh.worker.stop()
+        fresh.worker.join(timeout=10)
+
+    assert gone.response.ephemeral and "no longer have" in gone.response.content
+    assert fresh.worker.requests_done == 0
 
 
 # --------------------------------------------------------------------------------------- bad input
@@ -243,6 +290,36 @@ async def test_odd_text_gets_an_image_or_a_clear_message(simcord_env, text):
         assert (await image(message.attachments[0])).size == (320, 320)
     else:
         assert message.ephemeral and message.content  # a refusal, never silence
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"text": "축하해", "count": 99}, "`count` must be 1 to 4"),
+        ({"text": "축하해", "count": 0}, "`count` must be 1 to 4"),
+        ({"text": "축하해", "seed": -5}, "`seed` must be a whole number"),
+        ({"text": "축하해", "seed": 2**40}, "`seed` must be a whole number"),
+        ({"text": "가" * 500}, "100 characters"),
+    ],
+)
+async def test_options_a_stale_client_sends_out_of_range_are_refused_before_drawing(
+    simcord_env, options, expected
+):
+    guild, channel, alice, _ = setup_guild(simcord_env)
+
+    result = await stale_slash(simcord_env, guild, channel, alice, "emoji", **options)
+
+    assert result.response.ephemeral and expected in result.response.content
+    assert simcord_env.bot.worker.requests_done == 0 and not deferred(simcord_env, result)
+
+
+async def test_a_lone_surrogate_in_the_text_still_gets_an_image(simcord_env):
+    guild, channel, alice, _ = setup_guild(simcord_env)
+
+    result = await stale_slash(simcord_env, guild, channel, alice, "emoji", text="축하\ud800해")
+
+    big, _ = result.response.attachments
+    assert (await image(big)).info["prompt"] == "축하해"
 
 
 # --------------------------------------------------------------------------------------- limits
@@ -350,16 +427,6 @@ async def test_close_stops_the_worker(simcord_env):
     await simcord_env.bot.close()
 
     assert not simcord_env.bot.worker.running
-
-
-@pytest.mark.bot_config(view_timeout_s=1000)
-async def test_buttons_are_disabled_even_after_the_interaction_token_expired(simcord_env):
-    guild, channel, alice, _ = setup_guild(simcord_env)
-    result = await alice.slash(channel, "emoji", text="축하해")
-
-    await simcord_env.advance_time(1001)  # past the 15-minute token
-
-    assert all(b["disabled"] for b in buttons(result.response))
 
 
 async def test_discord_refusing_the_image_still_gets_the_user_an_answer(simcord_env):

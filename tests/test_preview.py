@@ -259,7 +259,7 @@ async def test_world_admin_can_add_an_emoji_and_server_emoji_lists_it(simcord_en
     refused = await world.member.click(message, custom_id=button_id(message, "save-emoji"))
     assert "You need the **Create Expressions** permission" in refused.response.content
     added = await world.admin.click(message, custom_id=button_id(message, "save-emoji"))
-    assert "Added" in added.response.content
+    assert "Added" in added.followups[-1].content  # the click is deferred; the outcome follows privately
 
     listing = await world.member.slash(world.channel, "server-emoji")
 

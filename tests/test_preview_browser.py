@@ -377,9 +377,16 @@ async def test_admin_adds_the_emoji_to_the_server_and_a_member_may_not(page: Chr
     assert ":chukhahae" in listing["text"] and "1/" in listing["text"]
     assert any(alt == "server_emoji.png" and w >= 128 for alt, w, _ in listing["images"]), listing
 
+    buttons = f"[...document.querySelectorAll('[data-message-id=\"{result['id']}\"] button')]"
+    await page.wait_for(
+        f"{buttons}.some(b => b.innerText.includes('Added :chukhahae:') && b.disabled)",
+        "the emoji button turned into a disabled 'Added :chukhahae:'",
+    )
+
     await act_as(page, "Member")
     refused_at = await message_count(page)  # the admin's private confirmation is gone from view
-    await click_button(page, result["id"], "Add as server emoji")
+    # The emoji button now reads "Added :chukhahae:" and is disabled; the sticker one is still open.
+    await click_button(page, result["id"], "Add as sticker")
     refused = await wait_for_message(page, refused_at, "Create Expressions", "the member's refusal")
     assert "You need" in refused["text"]
 

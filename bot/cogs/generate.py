@@ -9,17 +9,24 @@ the wait would outlive the 15-minute interaction token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.views import Result, ResultView, as_files, render_files, result_embed
-from bot.worker import DeadlineExceeded, GenerationFailed, QueueFull, WorkerStopped
+from bot import expressions
+from bot.naming import sticker_name
+from bot.replies import send_ephemeral
+from bot.results import ResultRecord, ResultStore, SaveKind
+from bot.views import Result, ResultButton, as_files, render_files, result_embed, result_view
+from bot.worker import DeadlineExceeded, Generation, GenerationFailed, QueueFull, WorkerError, WorkerStopped
 
 if TYPE_CHECKING:
     from bot.app import EmojiBot
@@ -28,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_SEED = 2**31 - 1
 MAX_TEXT = 100
+MAX_COUNT = 4
+DRAWN_CACHE = 256  # recent results kept in memory, so their buttons need no redraw
+GONE = "I no longer have this emoji, sorry. Make a new one with `/emoji`!"
 QUEUE_NOTE_AFTER = 1  # show the queue position when at least this many batches are ahead
 
 
@@ -52,6 +62,28 @@ class Cooldown:
         self._last[user_id] = now
 
 
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Generate(commands.Cog):
     """The /emoji command and its buttons."""
 
@@ -60,6 +92,17 @@ class Generate(commands.Cog):
         self.config = bot.config
         self.worker = bot.worker
         self.cooldown = Cooldown(bot.config.user_cooldown_s)
+        self.results = ResultStore(bot.config.data_dir)
+        self._drawn: OrderedDict[int, Generation] = OrderedDict()
+        self._saving = KeyedLocks()  # (result, image, kind): one save at a time
+
+    async def cog_load(self) -> None:
+        await asyncio.to_thread(self.results.open)
+        self.bot.add_dynamic_items(ResultButton)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(ResultButton)
+        await asyncio.to_thread(self.results.close)
 
     @app_commands.command(name="emoji")
     @app_commands.describe(
@@ -72,18 +115,12 @@ class Generate(commands.Cog):
         self,
         interaction: discord.Interaction,
         text: app_commands.Range[str, 1, MAX_TEXT],
-        count: app_commands.Range[int, 1, 4] = 1,
+        count: app_commands.Range[int, 1, MAX_COUNT] = 1,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         private: bool = False,
     ) -> None:
         """Turn a few words into a brand-new emoji."""
         await self.generate(interaction, text, count=count, seed=seed, private=private)
-
-    async def reroll(self, interaction: discord.Interaction, previous: Result) -> None:
-        """Same text and count, new seed (the view already checked it is the requester)."""
-        await self.generate(
-            interaction, previous.text, count=previous.count, seed=None, private=previous.private
-        )
 
     async def generate(
         self, interaction: discord.Interaction, text: str, *, count: int, seed: int | None, private: bool
@@ -101,6 +138,16 @@ class Generate(commands.Cog):
         self, interaction: discord.Interaction, text: str, count: int, seed: int | None, private: bool
     ) -> None:
         user = interaction.user
+        # Discord enforces the option ranges only as far as the client's copy of the schema is current.
+        if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            await self._refuse(interaction, f"`count` must be 1 to {MAX_COUNT}.")
+            return
+        if seed is not None and (not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+            await self._refuse(interaction, f"`seed` must be a whole number from 0 to {MAX_SEED}.")
+            return
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            await self._refuse(interaction, f"Keep it to {MAX_TEXT} characters, please.")
+            return
         try:
             text = self.worker.clean_text(text)
         except ValueError:  # model.EmptyTextError
@@ -159,25 +206,27 @@ class Generate(commands.Cog):
         except asyncio.CancelledError:
             ticket.cancel()
             raise
-        result = Result(
+        record = await asyncio.to_thread(
+            self.results.add,
+            guild_id=interaction.guild_id,
+            requester_id=user.id,
             text=text,
             seed=seed,
             count=count,
             private=private,
-            requester_id=user.id,
-            images=generation.images,
-            tag=generation.related_emoji,
             model_name=generation.model_name,
-            mashup=generation.mashup,
         )
-        await self.send_result(interaction, result)
+        self._remember(record.id, generation)
+        await self.send_result(interaction, self._result(record, generation))
 
     async def send_result(self, interaction: discord.Interaction, result: Result) -> None:
         files = await asyncio.to_thread(render_files, result)
-        view = ResultView(result, interaction, self.reroll, timeout=self.config.view_timeout_s)
         try:
-            view.message = await interaction.edit_original_response(
-                content=None, embed=result_embed(result), attachments=as_files(files), view=view
+            await interaction.edit_original_response(
+                content=None,
+                embed=result_embed(result),
+                attachments=as_files(files),
+                view=result_view(result),
             )
             log.info(
                 "Drew %r (seed %s, %d) for user %s",
@@ -187,9 +236,153 @@ class Generate(commands.Cog):
                 result.requester_id,
             )
         except discord.HTTPException:
-            view.stop()
             log.exception("Could not deliver the image for %r", result.text)
             await self._edit(interaction, content="⚠️ Discord would not take the image. Please try again.")
+
+    # ----------------------------------------------------------------- the buttons
+
+    async def press(self, interaction: discord.Interaction, action: str, pick: int, result_id: int) -> None:
+        """Answer a result button (``bot.views.ResultButton``), on a message of any age."""
+        record = await asyncio.to_thread(self.results.get, result_id)
+        if record is None:
+            await send_ephemeral(interaction, GONE)
+            return
+        if action == "save-emoji":
+            await self._save(interaction, record, pick, SaveKind.EMOJI)
+            return
+        if action == "save-sticker":
+            await self._save(interaction, record, pick, SaveKind.STICKER)
+            return
+        if interaction.user.id != record.requester_id:
+            await send_ephemeral(
+                interaction,
+                f"Only <@{record.requester_id}> can {action} this one. Make your own with `/emoji`!",
+            )
+            return
+        if action == "reroll":  # same text and count, new seed: a new message
+            await self.generate(
+                interaction, record.text, count=record.count, seed=None, private=record.private
+            )
+        elif 1 <= pick <= record.count:
+            await self._pick(interaction, record, pick - 1)
+
+    async def _pick(self, interaction: discord.Interaction, record: ResultRecord, index: int) -> None:
+        """Show candidate ``index`` alone, in place, with the save buttons."""
+        if record.id not in self._drawn:
+            await interaction.response.defer()  # a redraw can outlast the 3 s to answer
+        generation = await self._drawing(interaction, record)
+        if generation is None:
+            return
+        saved = await asyncio.to_thread(self.results.saves, record.id, index)
+        chosen = self._result(record, generation, pick=index, saved=saved)
+        files = await asyncio.to_thread(render_files, chosen)
+        edit = dict(embed=result_embed(chosen), attachments=as_files(files), view=result_view(chosen))
+        if interaction.response.is_done():
+            await interaction.edit_original_response(**edit)
+        else:
+            await interaction.response.edit_message(**edit)
+
+    async def _save(
+        self, interaction: discord.Interaction, record: ResultRecord, pick: int, kind: SaveKind
+    ) -> None:
+        """Add the shown image as a server emoji or sticker: at most once, however often it is clicked."""
+        problem = expressions.refusal(interaction, kind)
+        if problem is not None:
+            await send_ephemeral(interaction, problem)
+            return
+        index = pick - 1 if pick else 0
+        await interaction.response.defer()  # the outcome follows privately; the buttons are edited in place
+        async with self._saving.hold((record.id, index, kind)):  # a second click waits, then finds the save
+            saved = await asyncio.to_thread(self.results.saves, record.id, index)
+            if kind in saved:
+                await interaction.followup.send(f"Already added as {saved[kind]}.", ephemeral=True)
+                return
+            generation = await self._drawing(interaction, record)
+            if generation is None:
+                return
+            image = generation.images[index]
+            if kind is SaveKind.EMOJI:
+                done = await expressions.add_emoji(interaction, image, self._result(record, generation).name)
+            else:
+                description = f"Made by text2emoji from “{record.text}”"[:100]
+                name = sticker_name(record.text, record.seed)
+                done = await expressions.add_sticker(
+                    interaction, image, name, description, generation.related_emoji
+                )
+            if done is None:
+                return
+            await asyncio.to_thread(
+                self.results.record_save, record.id, index, kind, done.label, interaction.user.id
+            )
+            saved[kind] = done.label
+            shown = self._result(record, generation, pick=pick - 1 if pick else None, saved=saved)
+            try:  # the button first, so whoever looks next sees "Added …" rather than a live button
+                await interaction.edit_original_response(view=result_view(shown))
+            except discord.HTTPException:
+                log.warning("Could not mark result %s as saved", record.id, exc_info=True)
+            await interaction.followup.send(done.message, ephemeral=True)
+
+    async def _drawing(self, interaction: discord.Interaction, record: ResultRecord) -> Generation | None:
+        """The result's images: remembered, or redrawn exactly (same text, seed and model); None if not."""
+        generation = self._drawn.get(record.id)
+        if generation is not None:
+            self._drawn.move_to_end(record.id)
+            return generation
+        try:
+            ticket = self.worker.submit(
+                record.text,
+                record.count,
+                record.seed,
+                guild_id=record.guild_id,
+                deadline_s=self.config.reply_deadline_s,
+            )
+            generation = await ticket.future
+        except QueueFull:
+            await send_ephemeral(interaction, "I'm very busy right now. Try that button again in a minute.")
+            return None
+        except WorkerError:
+            await send_ephemeral(interaction, "I couldn't redraw this emoji just now. Please try again.")
+            return None
+        if generation.model_name != record.model_name:
+            await send_ephemeral(
+                interaction,
+                "This emoji was drawn by a model this server no longer uses, so I can't redraw it. "
+                "Make a new one with `/emoji`!",
+            )
+            return None
+        self._remember(record.id, generation)
+        return generation
+
+    def _remember(self, result_id: int, generation: Generation) -> None:
+        self._drawn[result_id] = generation
+        while len(self._drawn) > DRAWN_CACHE:
+            self._drawn.popitem(last=False)
+
+    @staticmethod
+    def _result(
+        record: ResultRecord,
+        generation: Generation,
+        *,
+        pick: int | None = None,
+        saved: dict[SaveKind, str] | None = None,
+    ) -> Result:
+        return Result(
+            text=record.text,
+            seed=record.seed,
+            count=record.count,
+            private=record.private,
+            requester_id=record.requester_id,
+            images=generation.images,
+            tag=generation.related_emoji,
+            model_name=generation.model_name,
+            pick=pick,
+            mashup=generation.mashup,
+            result_id=record.id,
+            guild_id=record.guild_id,
+            saved=saved or {},
+        )
+
+    # ----------------------------------------------------------------- answers
 
     async def _refuse(self, interaction: discord.Interaction, message: str) -> None:
         """An immediate, private answer for requests that never reach the model."""
