@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bot.handoff import to_loop
 from bot.store import Run, SubmissionStore
 
 if TYPE_CHECKING:
@@ -93,13 +94,6 @@ class RunState:
         return min(1.0, self.step / self.total) if self.total else 0.0
 
 
-def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:
-        log.debug("Event loop closed; dropping a training result")
-
-
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -145,7 +139,7 @@ class TrainingManager:
             try:
                 self.worker.set_generator(guild_id, self._load(path))
                 report[guild_id] = "loaded"
-            except Exception as exc:  # noqa: BLE001 - one bad file must not keep the bot down
+            except Exception as exc:  # one bad file must not keep the bot down
                 log.exception("Could not load the model of guild %s from %s", guild_id, path)
                 report[guild_id] = f"{type(exc).__name__}: {exc}"
         if report:
@@ -282,17 +276,17 @@ class TrainingManager:
                 log.info("Guild %s now serves run %s (%s)", guild_id, run_id, generator.name)
             else:
                 self.store.finish_run(run_id, outcome, steps=state.step, loss=state.loss, error=error)
-        except Exception as exc:  # noqa: BLE001 - the run fails, the bot goes on
+        except Exception as exc:  # the run fails, the bot goes on
             log.exception("Training run %s for guild %s failed", run_id, guild_id)
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
             try:
                 self.store.finish_run(run_id, "failed", steps=state.step, loss=state.loss, error=error)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("Could not record the failure of run %s", run_id)
         finally:
             try:
                 self.store.prune_checkpoints(guild_id)  # old runs' and cancelled runs' files
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.warning("Could not prune checkpoints of guild %s", guild_id, exc_info=True)
             state.error = error
             state.outcome = outcome
@@ -301,7 +295,7 @@ class TrainingManager:
                 self._active.pop(guild_id, None)
                 self._threads.pop(guild_id, None)
                 self._processes.pop(guild_id, None)
-            _post(state.loop, _resolve, state.done)
+            to_loop(state.loop, _resolve, state.done)
             log.info(
                 "Training run %s for guild %s: %s%s",
                 run_id,
@@ -439,7 +433,7 @@ def child_main(
         send(("done", result))
     except FinetuneCancelled:
         send(("cancelled",))
-    except Exception as exc:  # noqa: BLE001 - reported to the bot, which tells the user
+    except Exception as exc:  # reported to the bot, which tells the user
         logging.getLogger(__name__).exception("fine-tune failed")
         send(("error", f"{type(exc).__name__}: {exc}"))
     finally:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.handoff import set_exception, set_result, to_loop
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -112,24 +114,6 @@ class Ticket:
         return self._worker._position(self._request)
 
 
-def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    """Hand a result to the event loop; a closed loop (bot gone) just drops it."""
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:
-        log.debug("Event loop closed; dropping a result")
-
-
-def _set_result(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
-
-
 class GenerationWorker:
     """Owns the model in one thread and serves batched generation requests to the event loop."""
 
@@ -159,7 +143,6 @@ class GenerationWorker:
         self._base: GeneratorLike | None = None
         self._guild_generators: dict[int, GeneratorLike] = {}
         self._seconds_per_request = 0.25  # moving estimate for queue-wait hints
-        self.batches_run = 0
         self.requests_done = 0
 
     # ----------------------------------------------------------------- lifecycle (event loop side)
@@ -197,7 +180,7 @@ class GenerationWorker:
             self._cond.notify_all()
             self._watch.notify_all()
         for request in doomed:
-            _post(request.loop, _set_exception, request.future, WorkerStopped(reason))
+            to_loop(request.loop, set_exception, request.future, WorkerStopped(reason))
         if doomed:
             log.info("Worker stopping: failed %d pending request(s)", len(doomed))
 
@@ -321,19 +304,19 @@ class GenerationWorker:
                     with contextlib.suppress(ValueError):  # generating: its result will be dropped
                         self._queue.remove(request)
                     error = DeadlineExceeded(f"not ready after {now - request.submitted:.1f} s")
-                    _post(request.loop, _set_exception, request.future, error)
+                    to_loop(request.loop, set_exception, request.future, error)
                 timeout = self._deadlines[0][0] - now if self._deadlines else None
                 self._watch.wait(timeout)
 
     def _run(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         try:
             self._base = self._load()
-        except BaseException as exc:  # noqa: BLE001 - reported to start(), which re-raises
+        except BaseException as exc:  # reported to start(), which re-raises
             log.exception("Could not load the model")
-            _post(loop, _set_exception, ready, exc)
+            to_loop(loop, set_exception, ready, exc)
             return
         log.info("Model loaded: %s on %s", self._base.name, self._base.device)
-        _post(loop, _set_result, ready, None)
+        to_loop(loop, set_result, ready, None)
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -383,7 +366,6 @@ class GenerationWorker:
                 self._finish(request, generator, images)
         elapsed = time.perf_counter() - started
         self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * (elapsed / len(batch))
-        self.batches_run += 1
         self.requests_done += len(batch)
 
     def _generate_one(self, generator: GeneratorLike, request: _Request) -> list[Image.Image] | None:
@@ -400,7 +382,7 @@ class GenerationWorker:
             request.cancelled = True  # answered: the watchdog must not fail it too
         if images is None:
             error: Exception = GenerationFailed("the model raised an error")
-            _post(request.loop, _set_exception, request.future, error)
+            to_loop(request.loop, set_exception, request.future, error)
             return
         try:
             tag = generator.related_emoji(request.text) or FALLBACK_EMOJI
@@ -408,7 +390,7 @@ class GenerationWorker:
             log.warning("related_emoji failed for %r", request.text, exc_info=True)
             tag = FALLBACK_EMOJI
         result = Generation(list(images), tag, generator.name, describe_mashup(generator, request.text))
-        _post(request.loop, _set_result, request.future, result)
+        to_loop(request.loop, set_result, request.future, result)
 
 
 def describe_mashup(generator: GeneratorLike, text: str) -> str:
