@@ -5,9 +5,10 @@ No Discord imports here, ever. The public surface is small:
     from model import Generator
     gen = Generator.load()                       # shipped checkpoint, device "auto"
     images = gen.generate(["축하해"], count=2, seed=0)   # list[list[PIL.Image]] (RGBA 72x72)
+    [drawing] = gen.draw([("고양이 + 왕관", 2, 0)])      # Drawing(images, tag="👑", parts=("고양이", "왕관"))
 """
 
-__all__ = ["EmptyTextError", "Generator"]
+__all__ = ["Drawing", "EmptyTextError", "Generator"]
 
 
 def __getattr__(name: str):

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
@@ -94,11 +93,8 @@ def _outlined(image: Image.Image, width: int = 2) -> Image.Image:
     return out
 
 
-def compose(base: Image.Image, modifier: Image.Image) -> tuple[Image.Image, np.ndarray]:
-    """The base fills the canvas; the modifier sits on it as an outlined badge at the bottom right.
-
-    Returns the RGBA image and a (72, 72) bool mask of where the badge lies (for repainting the seam).
-    """
+def compose(base: Image.Image, modifier: Image.Image) -> Image.Image:
+    """The base fills the canvas; the modifier sits on it as an outlined badge at the bottom right."""
     size = base.width
     canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     big = _scaled(base, BASE_SCALE)
@@ -109,6 +105,4 @@ def compose(base: Image.Image, modifier: Image.Image) -> tuple[Image.Image, np.n
     badge = _outlined(badge)
     corner = size - badge.width + pad
     canvas.alpha_composite(badge, (corner, corner))
-    mask = np.zeros((size, size), dtype=bool)
-    mask[corner:, corner:] = np.asarray(badge.getchannel("A"))[: size - corner, : size - corner] > 0
-    return canvas, mask
+    return canvas

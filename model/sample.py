@@ -14,7 +14,7 @@ import logging
 import secrets
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -53,6 +53,33 @@ class Plan:
     text: str
     group: int
     rng: torch.Generator
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """One job's result, computed once: its images, its sticker tag and how its text was read.
+
+    tag: the emoji the whole text most likely means (a sticker's required tag);
+    parts: (base, modifier) when the text was drawn as a mashup, else None.
+    """
+
+    images: list[Image.Image]
+    tag: str
+    parts: tuple[str, str] | None
+
+
+class TextProbs:
+    """p(group | text) memoised for one call, so a job's text is encoded once however often it is read."""
+
+    def __init__(self, compute: Callable[[Sequence[str]], torch.Tensor]):
+        self.compute = compute
+        self.rows: dict[str, torch.Tensor] = {}
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.rows]
+        if missing:
+            self.rows.update(zip(missing, self.compute(missing), strict=True))
+        return torch.stack([self.rows[t] for t in texts]) if texts else self.compute([])
 
 
 class EmptyTextError(ValueError):
@@ -174,14 +201,15 @@ class Generator:
         return find_mashup(clean_text(text), self.tokenizer, self.group_probs)
 
     @torch.no_grad()
-    def generate_batch(self, jobs: Sequence[tuple[str, int, int]]) -> list[list[Image.Image]]:
-        """Each job is (text, count, seed); returns each job's `count` images, in order.
+    def draw(self, jobs: Sequence[tuple[str, int, int]]) -> list[Drawing]:
+        """Each job is (text, count, seed); returns one `Drawing` per job, in order.
 
         A mashup job draws each image twice (base and modifier, from their own texts and seed streams)
         and composes them; every other job draws each image once.
         """
+        probs = TextProbs(self.group_probs)
         texts = [clean_text(text) for text, _, _ in jobs]
-        mashups = [self.mashup(t) for t in texts]
+        mashups = [find_mashup(t, self.tokenizer, probs) for t in texts]
         # every drawing: (text, seed, sample index); a mashup's modifier gets its own seed stream
         draws: list[tuple[str, int, int]] = []
         for text, mash, (_, count, seed) in zip(texts, mashups, jobs, strict=True):
@@ -190,27 +218,29 @@ class Generator:
                     draws += [(mash.base, int(seed), k), (mash.modifier, int(seed) ^ MODIFIER_SEED, k)]
                 else:
                     draws.append((text, int(seed), k))
-        if not draws:
-            return [[] for _ in jobs]
-        pixels = self._draw(draws)
+        pixels = self._draw(draws, probs) if draws else np.zeros((0, 4, 72, 72), np.float32)
         out, i = [], 0
-        for mash, (_, count, _) in zip(mashups, jobs, strict=True):
-            row = []
+        for text, mash, (_, count, _) in zip(texts, mashups, jobs, strict=True):
+            images = []
             for _ in range(count):
                 if mash:
-                    row.append(compose(to_rgba_image(pixels[i]), to_rgba_image(pixels[i + 1]))[0])
+                    images.append(compose(to_rgba_image(pixels[i]), to_rgba_image(pixels[i + 1])))
                     i += 2
                 else:
-                    row.append(to_rgba_image(pixels[i]))
+                    images.append(to_rgba_image(pixels[i]))
                     i += 1
-            out.append(row)
+            tag = self.group_emoji[int(probs([text])[0].argmax())]
+            out.append(Drawing(images, tag, (mash.base, mash.modifier) if mash else None))
         return out
 
-    def _draw(self, draws: list[tuple[str, int, int]]) -> np.ndarray:
+    def generate_batch(self, jobs: Sequence[tuple[str, int, int]]) -> list[list[Image.Image]]:
+        """Each job's `count` images, in order (`draw` without the tags and readings)."""
+        return [drawing.images for drawing in self.draw(jobs)]
+
+    def _draw(self, draws: list[tuple[str, int, int]], text_probs: TextProbs) -> np.ndarray:
         """(N, 4, 72, 72) premultiplied pixels, one per (text, seed, sample index)."""
         distinct = sorted({t for t, _, _ in draws})
-        probs = dict(zip(distinct, self.group_probs(distinct), strict=True))
-        candidates = {t: self._candidates(p) for t, p in probs.items()}
+        candidates = {t: self._candidates(p) for t, p in zip(distinct, text_probs(distinct), strict=True)}
         plans: list[Plan] = []
         for text, seed, k in draws:
             ids, weights = candidates[text]

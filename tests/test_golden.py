@@ -109,3 +109,12 @@ def test_emoji_gen_320_bytes_are_unchanged(shipped, tmp_path):
     for path in sorted(out.iterdir()):
         digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     check(EMOJI_GEN_SHA256, name, digest.hexdigest())
+
+
+def test_draw_is_generate_with_its_tag_and_reading(shipped):
+    """`draw` returns in one call what generate, related_emoji and mashup used to compute separately."""
+    name, generator = shipped
+    drawings = generator.draw([(text, 2, SEED) for text in PROMPTS])
+    check(GENERATE_SHA256, name, png_digest([image for d in drawings for image in d.images]))
+    check(TAGS, name, [d.tag for d in drawings])
+    assert [d.parts for d in drawings] == PARTS

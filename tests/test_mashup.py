@@ -40,7 +40,7 @@ def solid(colour: tuple[int, int, int]) -> Image.Image:
 
 
 def test_composition_keeps_the_base_big_and_sets_the_modifier_as_an_outlined_badge():
-    image, badge = compose(solid((255, 0, 0)), solid((0, 0, 255)))
+    image = compose(solid((255, 0, 0)), solid((0, 0, 255)))
     rgba = np.asarray(image)
     assert image.size == (72, 72) and image.mode == "RGBA"
     assert tuple(rgba[10, 10]) == (255, 0, 0, 255)  # base at the top left
@@ -49,7 +49,6 @@ def test_composition_keeps_the_base_big_and_sets_the_modifier_as_an_outlined_bad
     assert red.sum() > blue.sum() > 0
     white = (rgba[..., :3] > 240).all(-1) & (rgba[..., 3] > 200)
     assert white.sum() > 50  # the sticker outline between them
-    assert badge[62, 62] and not badge[10, 10]
 
 
 shipped_only = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="no shipped checkpoint")
