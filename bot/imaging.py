@@ -6,33 +6,15 @@ Pure functions of their inputs (no timestamps in the PNGs), so the same image al
 from __future__ import annotations
 
 import io
-import math
 
 from PIL import Image, PngImagePlugin
 
-STICKER_SIZE = 320  # Discord stickers are exactly 320×320
+from model.imaging import STICKER_SIZE, upscale
+
 EMOJI_SIZE = 128  # recommended custom-emoji size
 STICKER_MAX_BYTES = 512 * 1024
 EMOJI_MAX_BYTES = 256 * 1024
 GRID_CELL = STICKER_SIZE // 2
-
-
-def upscale(image: Image.Image, size: int) -> Image.Image:
-    """Crisp resize: nearest-neighbour to the next integer multiple, then an area-average down to ``size``.
-
-    Pixel edges stay sharp (no blur from a plain bilinear resize, no uneven pixels from a plain
-    nearest resize by 4.44×), and colour is averaged with premultiplied alpha so transparent
-    pixels do not bleed dark fringes.
-    """
-    image = image.convert("RGBA")
-    width, height = image.size
-    if (width, height) == (size, size):
-        return image.copy()
-    factor = max(1, math.ceil(size / max(width, height)))
-    big = image.resize((width * factor, height * factor), Image.Resampling.NEAREST)
-    if big.size == (size, size):
-        return big
-    return big.convert("RGBa").resize((size, size), Image.Resampling.BOX).convert("RGBA")
 
 
 def png_bytes(

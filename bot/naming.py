@@ -10,30 +10,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from model.hangul import decompose, is_syllable
+
 EMOJI_NAME_RE = re.compile(r"^[A-Za-z0-9_]{2,32}$")
 
-# Revised Romanization of the jamo in a precomposed syllable (U+AC00..U+D7A3).
+# Revised Romanization of a syllable's jamo, by model.hangul's (lead, vowel, tail) indices.
 _INITIALS = [
-    "g",
-    "kk",
-    "n",
-    "d",
-    "tt",
-    "r",
-    "m",
-    "b",
-    "pp",
-    "s",
-    "ss",
-    "",
-    "j",
-    "jj",
-    "ch",
-    "k",
-    "t",
-    "p",
-    "h",
-]
+    "g", "kk", "n", "d", "tt", "r", "m", "b", "pp", "s", "ss", "", "j", "jj", "ch", "k", "t", "p", "h",
+]  # fmt: skip
 _VOWELS = [
     "a", "ae", "ya", "yae", "eo", "e", "yeo", "ye", "o", "wa", "wae", "oe", "yo",
     "u", "wo", "we", "wi", "yu", "eu", "ui", "i",
@@ -42,7 +26,6 @@ _FINALS = [
     "", "k", "k", "k", "n", "n", "n", "t", "l", "k", "m", "l", "l", "l", "p", "l",
     "m", "p", "p", "t", "t", "ng", "t", "t", "k", "t", "p", "t",
 ]  # fmt: skip
-_HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
 
 
 def romanize(text: str) -> str:
@@ -53,11 +36,8 @@ def romanize(text: str) -> str:
     """
     out = []
     for char in text:
-        code = ord(char)
-        if _HANGUL_FIRST <= code <= _HANGUL_LAST:
-            index = code - _HANGUL_FIRST
-            initial, rest = divmod(index, 21 * 28)
-            vowel, final = divmod(rest, 28)
+        if is_syllable(char):
+            initial, vowel, final = decompose(char)
             out.append(_INITIALS[initial] + _VOWELS[vowel] + _FINALS[final])
         else:
             out.append(char)

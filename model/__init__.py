@@ -8,12 +8,16 @@ No Discord imports here, ever. The public surface is small:
     [drawing] = gen.draw([("고양이 + 왕관", 2, 0)])      # Drawing(images, tag="👑", parts=("고양이", "왕관"))
 """
 
-__all__ = ["Drawing", "EmptyTextError", "Generator"]
+from model.prompt import MAX_TEXT_CHARS
+
+__all__ = ["MAX_TEXT_CHARS", "Drawing", "EmptyTextError", "Generator"]
+_SAMPLING = {"Drawing", "EmptyTextError", "Generator"}
 
 
 def __getattr__(name: str):
-    # Imported lazily so `python -m model.sample` and light imports (model.text) do not pull in torch twice.
-    if name in __all__:
+    # Imported lazily so `python -m model.sample` and light imports (model.prompt, model.hangul,
+    # model.imaging: the bot's) do not pull in torch.
+    if name in _SAMPLING:
         from model import sample
 
         return getattr(sample, name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from model.text import _LEADS, _TAILS, _VOWELS, is_syllable
+from model.hangul import LEADS, TAILS, VOWELS, compose, decompose, is_syllable
 
 KO_TEMPLATES = (
     "{}",
@@ -77,18 +77,9 @@ def is_korean(text: str) -> bool:
     return any(is_syllable(ch) or "ㄱ" <= ch <= "ㅣ" for ch in text)
 
 
-def _syllable(lead: int, vowel: int, tail: int = 0) -> str:
-    return chr(0xAC00 + (lead * 21 + vowel) * 28 + tail)
-
-
-def _parts(ch: str) -> tuple[int, int, int]:
-    index = ord(ch) - 0xAC00
-    return index // 588, (index % 588) // 28, index % 28
-
-
 def _bright(ch: str) -> bool:
     """Vowel harmony: ㅏ/ㅗ stems take 아, the others 어."""
-    return is_syllable(ch) and _VOWELS[_parts(ch)[1]] in "ㅏㅗㅑ"
+    return is_syllable(ch) and VOWELS[decompose(ch)[1]] in "ㅏㅗㅑ"
 
 
 def conjugate(word: str) -> list[str]:
@@ -102,17 +93,17 @@ def conjugate(word: str) -> list[str]:
     if last in ("한", "하다", "함") or word.endswith("하다"):
         base = word[:-2] if word.endswith("하다") else stem
         return [base + "해", base + "하다", base + "해요", base + "했어"]
-    lead, vowel, tail = _parts(last)
+    lead, vowel, tail = decompose(last)
     if last == "운" and stem:  # 무서운 -> 무서워, 귀여운 -> 귀여워
         return [stem + "워", stem + "워요", stem + "웠어"]
     if last in ("은", "는") and stem:  # 좋은 -> 좋아, 웃는 -> 웃어
         ending = "아" if _bright(stem[-1]) else "어"
         return [stem + ending, stem + ending + "요", stem + "다"]
-    if _VOWELS[vowel] == "ㅡ" and _TAILS[tail] == "ㄴ":  # 슬픈 -> 슬퍼, 아픈 -> 아파, 바쁜 -> 바빠
-        new_vowel = _VOWELS.index("ㅏ" if stem and _bright(stem[-1]) else "ㅓ")
-        conj = stem + _syllable(lead, new_vowel)
-        return [conj, conj + "요", stem + _syllable(lead, vowel, 0) + "다"]
-    if _LEADS[lead] == "ㄷ" and _VOWELS[vowel] == "ㅏ" and tail == 0 and stem:  # 웃다 -> 웃어
+    if VOWELS[vowel] == "ㅡ" and TAILS[tail] == "ㄴ":  # 슬픈 -> 슬퍼, 아픈 -> 아파, 바쁜 -> 바빠
+        new_vowel = VOWELS.index("ㅏ" if stem and _bright(stem[-1]) else "ㅓ")
+        conj = stem + compose(lead, new_vowel)
+        return [conj, conj + "요", stem + compose(lead, vowel, 0) + "다"]
+    if LEADS[lead] == "ㄷ" and VOWELS[vowel] == "ㅏ" and tail == 0 and stem:  # 웃다 -> 웃어
         ending = "아" if _bright(stem[-1]) else "어"
         return [stem + ending, stem + ending + "요"]
     return []

@@ -29,8 +29,10 @@ from PIL import Image
 from model.chat import chatify
 from model.checkpoint import build_model, load_model, save_checkpoint
 from model.data import fit_square
+from model.device import resolve_device
 from model.networks import best_of_group_loss, pixel_loss
-from model.sample import Generator, clean_text
+from model.prompt import name_key
+from model.sample import Generator
 from model.text import to_device
 
 log = logging.getLogger(__name__)
@@ -216,7 +218,7 @@ def finetune(
     out: str | Path,
     base: str | Path | None = None,
     steps: int | None = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     label: str = "server",
     progress: Callable[[FinetuneProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -229,9 +231,7 @@ def finetune(
     """
     if not examples:
         raise ValueError("no emoji to train on")
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    dev = resolve_device(device)
     started = time.monotonic()
     teacher, meta = load_model(base, dev)
     teacher.requires_grad_(False)
@@ -304,11 +304,6 @@ def finetune(
     seconds = time.monotonic() - started
     log.info("fine-tuned %d names in %d steps (%.0f s) -> %s", len(names), total, seconds, out)
     return {"steps": total, "names": len(names), "seconds": round(seconds, 1), "loss": loss_value}
-
-
-def name_key(text: str) -> str:
-    """Names that differ only in case or spacing are one emoji (the tokenizer cannot tell them apart)."""
-    return clean_text(text).lower()
 
 
 def read_examples(source: Path) -> list[tuple[str, Image.Image]]:

@@ -13,7 +13,6 @@ import argparse
 import logging
 import secrets
 import sys
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,14 @@ from PIL import Image
 
 from model.checkpoint import CheckpointError, load_model
 from model.data import group_key
+from model.device import DeviceUnavailable, resolve_device
+from model.imaging import upscale
 from model.mashup import Mashup, compose, find_mashup
-from model.text import MAX_TEXT_CHARS, Tokenizer, to_device
+from model.prompt import EmptyTextError, clean_text
+from model.text import Tokenizer, to_device
 
 log = logging.getLogger(__name__)
 
-STICKER_SIZE = 320
 TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among plausible emoji
 MAX_CANDIDATES = 4
 TEXT_TEMPERATURE = 0.7
@@ -82,25 +83,6 @@ class TextProbs:
         return torch.stack([self.rows[t] for t in texts]) if texts else self.compute([])
 
 
-class EmptyTextError(ValueError):
-    """The prompt has nothing to draw (empty, whitespace or control characters only)."""
-
-
-def clean_text(text: str) -> str:
-    """The prompt as shown back to people: no control characters, single spaces, at most 100 characters."""
-    # Lone surrogates (possible in JSON, never in real text) cannot be encoded anywhere: drop them.
-    text = "".join(ch for ch in str(text) if unicodedata.category(ch) != "Cs")
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
-    text = " ".join(text.split())
-    if not text.strip("\u200b\u200c\u200d\ufeff\u2060 "):
-        raise EmptyTextError("the text is empty: type a few words, e.g. 축하해 or 'pizza party'")
-    if len(text) > MAX_TEXT_CHARS:
-        log.warning("text longer than %d characters was truncated: %r", MAX_TEXT_CHARS, text[:40] + "…")
-        text = text[:MAX_TEXT_CHARS].rstrip()
-    return text
-
-
 def seed_for(seed: int, sample: int) -> int:
     """One RNG seed per (request seed, sample index)."""
     return (seed * 1_000_003 + sample * 7919 + 12345) % (2**63 - 1)
@@ -112,11 +94,6 @@ def to_rgba_image(premultiplied: np.ndarray) -> Image.Image:
     colour = np.where(alpha > 1e-3, premultiplied[:3] / np.maximum(alpha, 1e-3), 0.0)
     rgba = np.concatenate([np.clip(colour, 0, 1), alpha], axis=0).transpose(1, 2, 0)
     return Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA")
-
-
-def upscale(image: Image.Image, size: int = STICKER_SIZE) -> Image.Image:
-    """Resize in premultiplied space so transparent pixels never tint the edges."""
-    return image.convert("RGBa").resize((size, size), Image.Resampling.LANCZOS).convert("RGBA")
 
 
 class Generator:
@@ -139,14 +116,13 @@ class Generator:
 
     @property
     def device(self) -> str:
-        return self.device_obj.type
+        """Where the model runs, index kept: "cpu", "cuda", "cuda:1"."""
+        return str(self.device_obj)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "auto") -> Generator:
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "auto") -> Generator:
         """Load a checkpoint (None: the shipped one). device: "auto" picks CUDA when available."""
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        dev = torch.device(device)
+        dev = resolve_device(device)
         model, meta = load_model(path, dev)
         return cls(model, meta, dev, source=Path(path).stem if path else "base")
 
@@ -414,11 +390,12 @@ def main(argv: list[str] | None = None) -> int:
                 + ("; for more, run again with another --seed" if args.count > MAX_COUNT else "")
             )
         prompts = [clean_text(p) for p in prompts]
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("--device cuda asked for, but no CUDA GPU is available")
+        device = resolve_device(args.device)
         out = Path(args.out)
         prepare_out(out)
-        generator = Generator.load(args.checkpoint, args.device)
+        generator = Generator.load(args.checkpoint, device)
+    except DeviceUnavailable as exc:
+        fail(f"--device {exc}")
     except (InputError, EmptyTextError, CheckpointError) as exc:
         fail(str(exc))
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed

@@ -8,7 +8,6 @@ by 배고파, not by 오늘), and scores the pooled vector against one prototype
 
 from __future__ import annotations
 
-import logging
 import re
 import unicodedata
 import zlib
@@ -18,61 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-log = logging.getLogger(__name__)
+from model.hangul import is_syllable, to_jamo
+from model.prompt import MAX_TEXT_CHARS
 
-MAX_TEXT_CHARS = 100
 MAX_ITEMS = 24
 
-# Hangul compatibility jamo for the leading, vowel and trailing parts of a syllable.
-_LEADS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
-_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
-_TAILS = (
-    "",
-    "ㄱ",
-    "ㄲ",
-    "ㄳ",
-    "ㄴ",
-    "ㄵ",
-    "ㄶ",
-    "ㄷ",
-    "ㄹ",
-    "ㄺ",
-    "ㄻ",
-    "ㄼ",
-    "ㄽ",
-    "ㄾ",
-    "ㄿ",
-    "ㅀ",
-    "ㅁ",
-    "ㅂ",
-    "ㅄ",
-    "ㅅ",
-    "ㅆ",
-    "ㅇ",
-    "ㅈ",
-    "ㅊ",
-    "ㅋ",
-    "ㅌ",
-    "ㅍ",
-    "ㅎ",
-)
 _EMOTICON = re.compile(r"^[:;=xX8][-']?[)(DPpOo3/|\]\[*]+$|^<3+$|^[\^T][_.\-oO]*[\^T]$")
-
-
-def is_syllable(ch: str) -> bool:
-    return "\uac00" <= ch <= "\ud7a3"
-
-
-def to_jamo(text: str) -> str:
-    """Spell Hangul syllables out as compatibility jamo: 축하 -> ㅊㅜㄱㅎㅏ. Other characters stay."""
-    out = []
-    for ch in text:
-        if is_syllable(ch):
-            index = ord(ch) - 0xAC00
-            out.append(_LEADS[index // 588] + _VOWELS[(index % 588) // 28] + _TAILS[index % 28])
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def stable_hash(token: str, buckets: int) -> int:

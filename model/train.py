@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from model.chat import chatify
 from model.checkpoint import ARCHS, build_model, config_from, read_checkpoint, save_checkpoint
 from model.data import DataError, EmojiDataset, find_cldr, load_or_build, read_cldr_annotations, split_texts
+from model.device import DeviceUnavailable, resolve_device
 from model.networks import SIZES, EmojiCVAE, ModelConfig, best_of_group_loss, vae_loss
 from model.text import Tokenizer, to_device
 
@@ -36,11 +37,10 @@ DEFAULT_CACHE = Path("data/dataset.npz")
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but no CUDA GPU is available")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except DeviceUnavailable as exc:
+        raise SystemExit(f"error: --device {exc}") from None
 
 
 def emoji_names(cldr: Path) -> dict[str, str]:

@@ -34,10 +34,17 @@ def test_sizes_limits_and_transparency(encode, size, limit):
     assert image.info["prompt"] == "축하해" and image.info["seed"] == "3"
 
 
-def test_upscale_is_crisp_not_blurred():
+def test_sticker_is_emoji_gens_upscale():
+    """One seed, one sticker: the bot resizes with the model's upscaler, as `emoji-gen --size 320` does."""
+    from model.imaging import upscale
+
+    assert imaging.sticker_png(sample()) == imaging.png_bytes(upscale(sample(), 320))
+
+
+def test_upscale_never_tints_the_edges():
     big = imaging.upscale(sample(), 320)
-    alphas = {big.getpixel((x, 160))[3] for x in range(320)}
-    assert len(alphas) <= 3  # transparent, opaque and at most one blended edge value
+    edge = [big.getpixel((x, 160)) for x in range(320) if big.getpixel((x, 160))[3] > 0]
+    assert edge and all(r >= 250 and g <= 5 and b <= 5 for r, g, b, _ in edge)  # premultiplied: no fringes
 
 
 def test_same_image_same_bytes():

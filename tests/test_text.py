@@ -5,7 +5,9 @@ import random
 import pytest
 
 from model.chat import conjugate
-from model.text import MAX_TEXT_CHARS, Tokenizer, to_jamo
+from model.hangul import to_jamo
+from model.prompt import MAX_TEXT_CHARS
+from model.text import Tokenizer
 
 NAMES = {"🐱": "cat face", "❤️": "red heart", "❤": "red heart", "👑": "crown"}
 
