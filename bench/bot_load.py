@@ -120,11 +120,9 @@ async def bench_simcord(generator, n: int, max_batch: int) -> Run:
     from simcord import interactions as sim_interactions
     from simcord.enums import AppCommandType, InteractionType
 
-    import bot.app
     from bot.app import create_bot
     from bot.config import Config
 
-    bot.app.load_generator = lambda config: generator  # share the loaded model; the bot is otherwise real
     run = Run(f"simcord max_batch={max_batch}", n)
     acked: dict[int, float] = {}
     imaged: dict[int, float] = {}
@@ -142,7 +140,7 @@ async def bench_simcord(generator, n: int, max_batch: int) -> Run:
 
     discord.InteractionResponse.defer, discord.Interaction.edit_original_response = defer, edit
     config = Config(max_queue=n, max_batch=max_batch, batch_wait_ms=15, user_cooldown_s=0, device="cpu")
-    instance = create_bot(config)
+    instance = create_bot(config, load=lambda checkpoint: generator)  # the loaded model; the bot is real
     try:
         async with simcord.run(instance, settle_timeout=600) as env:
             guild = env.create_guild()

@@ -1,4 +1,9 @@
-"""The bot class: dependencies in the constructor, start-up work in ``setup_hook``, clean ``close``."""
+"""The bot class: dependencies in the constructor, start-up work in ``setup_hook``, clean ``close``.
+
+As in discord.py's ``advanced_startup.py`` example, the bot is handed what it uses (the worker, the
+stores, the per-guild models, the training manager) instead of building it: ``create_bot`` builds the
+real ones from a ``Config``, and a test builds the same bot around its own model loader or worker.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.checks import Refused
 from bot.config import TOKEN_ENV, Config
-from bot.replies import send_ephemeral
-from bot.worker import GenerationWorker, GeneratorLike
+from bot.guild_models import GuildModels, ModelLoader, model_loader
+from bot.replies import UserError, send_ephemeral
+from bot.results import ResultStore
+from bot.store import SubmissionStore
+from bot.training import TrainingManager
+from bot.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +33,19 @@ EXTENSIONS = ("bot.cogs.generate", "bot.cogs.training")
 SHUTDOWN_GRACE_S = 5.0
 
 
-def load_generator(config: Config) -> GeneratorLike:
-    """Load the model (runs in the worker thread; imported lazily so the bot imports without torch)."""
-    from model import Generator
-
-    return Generator.load(config.checkpoint, device=config.device)
-
-
 class EmojiBot(commands.Bot):
-    """Serves ``/emoji``; the model lives in ``self.worker``'s thread."""
+    """Serves ``/emoji`` and ``/emoji-train``; the model lives in ``self.worker``'s thread."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        worker: GenerationWorker,
+        results: ResultStore,
+        training_store: SubmissionStore,
+        guild_models: GuildModels,
+        trainer: TrainingManager,
+    ) -> None:
         intents = discord.Intents.default()  # guilds + emojis_and_stickers; nothing privileged
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -42,17 +54,19 @@ class EmojiBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.config = config
-        self.worker = GenerationWorker(
-            lambda: load_generator(config),
-            max_queue=config.max_queue,
-            max_batch=config.max_batch,
-            batch_wait_ms=config.batch_wait_ms,
-        )
+        self.worker = worker
+        self.results = results
+        self.training_store = training_store
+        self.guild_models = guild_models
+        self.trainer = trainer
         self.inflight: set[asyncio.Task[object]] = set()  # handlers owing a user an answer
         self.tree.on_error = self.on_app_command_error
 
     async def setup_hook(self) -> None:
-        await self.worker.start()
+        await self.worker.start()  # loads the base model; a bad checkpoint stops the start here
+        await asyncio.to_thread(self.results.open)
+        await asyncio.to_thread(self.training_store.open)
+        await asyncio.to_thread(self.guild_models.restore)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         if self.config.dev_guild_id is not None:
@@ -68,25 +82,57 @@ class EmojiBot(commands.Bot):
         log.info("Ready as %s in %d guild(s)", self.user, len(self.guilds))
 
     async def close(self) -> None:
-        """Fail queued requests first, let their handlers answer, then disconnect."""
+        """Fail queued requests first, let their handlers answer, disconnect, then stop training and close
+        the stores (a bot started next on the same ``data_dir`` opens them again)."""
         self.worker.stop("The bot is restarting; please try again in a minute.")
         pending = [task for task in self.inflight if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
         await self.worker.close()
         await super().close()
+        await self.trainer.close()
+        await asyncio.to_thread(self.training_store.close)
+        await asyncio.to_thread(self.results.close)
 
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        """Last resort: log it and still give the user an answer."""
+        """The one handler: refusals (a failed check, a ``UserError`` from below) are told to the user as
+        they are; anything else is logged and answered with an apology."""
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, (Refused, UserError)):
+            await send_ephemeral(interaction, str(cause))
+            return
         log.error("Unhandled error in %s", interaction.command, exc_info=error)
         await send_ephemeral(interaction, "Something went wrong on my side. Please try again.")
 
 
-def create_bot(config: Config | None = None) -> commands.Bot:
-    """Build the bot (nothing starts until it logs in: ``setup_hook`` loads the model and cogs)."""
-    return EmojiBot(config or Config())
+def create_bot(config: Config | None = None, *, load: ModelLoader | None = None) -> EmojiBot:
+    """The bot and its real dependencies, from ``config``; nothing starts until it logs in (``setup_hook``
+    loads the model, opens the stores and loads the cogs).
+
+    ``load`` loads a checkpoint (None: the shipped one): the base model in the worker thread, and each
+    server's trained model; by default ``model.Generator.load`` on ``config.device``.
+    """
+    config = config or Config()
+    load = load or model_loader(config.device)
+    checkpoint = config.checkpoint
+    worker = GenerationWorker(
+        lambda: load(checkpoint),
+        max_queue=config.max_queue,
+        max_batch=config.max_batch,
+        batch_wait_ms=config.batch_wait_ms,
+    )
+    training_store = SubmissionStore(config.data_dir)
+    guild_models = GuildModels(training_store, worker, load)
+    return EmojiBot(
+        config,
+        worker=worker,
+        results=ResultStore(config.data_dir),
+        training_store=training_store,
+        guild_models=guild_models,
+        trainer=TrainingManager(config, training_store, guild_models),
+    )
 
 
 # discord.py warnings that say nothing about this bot: voice is never used (so neither PyNaCl nor davey

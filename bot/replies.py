@@ -21,3 +21,11 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
             await interaction.response.send_message(message, ephemeral=True)
     except discord.HTTPException:
         log.warning("Could not answer interaction %s", interaction.id, exc_info=True)
+
+
+class UserError(Exception):
+    """A request was refused for a reason the user can act on; ``str(error)`` is what they are told.
+
+    Raised anywhere below a handler (store, training manager); the bot's one app-command error handler
+    answers it privately instead of "Something went wrong".
+    """

@@ -19,11 +19,13 @@ import sqlite3
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from discord.utils import escape_markdown
 
+from bot.replies import UserError
 from bot.sqlite import SqliteStore
 from bot.validation import NormalisedImage
 
@@ -33,6 +35,11 @@ SCHEMA_VERSION = 1
 DB_NAME = "training.sqlite3"
 MODELS_DIR = "guild_models"
 INTERRUPTED = "interrupted: the bot stopped while this run was training"
+ALREADY_TRAINING = (
+    "This server is already training. Follow it with `/emoji-train status`, "
+    "or stop it with `/emoji-train cancel`."
+)
+RESET_WHILE_TRAINING = "A training run started meanwhile; `/emoji-train cancel` it first. Nothing changed."
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -78,8 +85,23 @@ CREATE TABLE IF NOT EXISTS models (
 """
 
 
-class StoreError(Exception):
-    """A submission was refused; ``str(error)`` is the message for the user."""
+class RunStatus(str, Enum):
+    """A training run's state: ``running`` until the supervisor (or ``recover``) closes it with an outcome."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:  # "succeeded" in messages and logs, not "RunStatus.SUCCEEDED"
+        return self.value
+
+
+OUTCOMES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StoreError(UserError):
+    """The store refused a change; ``str(error)`` is the message for the user."""
 
 
 class DuplicateName(StoreError):
@@ -95,7 +117,7 @@ class LimitReached(StoreError):
 
 
 class RunAlreadyActive(StoreError):
-    pass
+    """This guild has a run ``running``: a second may not start, and its model may not be reset."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +139,7 @@ class Submission:
 class Run:
     id: int
     guild_id: int
-    status: str
+    status: RunStatus
     requested_by: int
     started_at: float
     finished_at: float | None
@@ -258,6 +280,15 @@ class SubmissionStore(SqliteStore):
         rows = self._query("SELECT * FROM submissions WHERE guild_id = ? ORDER BY id", (guild_id,))
         return [self._submission(r) for r in rows]
 
+    def names(self, guild_id: int, containing: str = "", limit: int = 25) -> list[str]:
+        """Names whose key contains ``containing``'s key, oldest first: what autocomplete offers, without
+        reading any image."""
+        rows = self._query(
+            "SELECT name FROM submissions WHERE guild_id = ? AND instr(name_key, ?) > 0 ORDER BY id LIMIT ?",
+            (guild_id, name_key(containing), limit),
+        )
+        return [r["name"] for r in rows]
+
     def get(self, guild_id: int, name: str) -> Submission | None:
         rows = self._query(
             "SELECT * FROM submissions WHERE guild_id = ? AND name_key = ?", (guild_id, name_key(name))
@@ -312,16 +343,26 @@ class SubmissionStore(SqliteStore):
                 )
                 run_id = cursor.lastrowid
         except sqlite3.IntegrityError as exc:
-            raise RunAlreadyActive("This server is already training.") from exc
+            raise RunAlreadyActive(ALREADY_TRAINING) from exc
         assert run_id is not None
         return Run(
-            run_id, guild_id, "running", requested_by, now, None, submissions, total_steps, 0, None, None
+            run_id,
+            guild_id,
+            RunStatus.RUNNING,
+            requested_by,
+            now,
+            None,
+            submissions,
+            total_steps,
+            0,
+            None,
+            None,
         )
 
     def finish_run(
         self,
         run_id: int,
-        status: str,
+        status: RunStatus | str,
         *,
         steps: int = 0,
         loss: float | None = None,
@@ -330,21 +371,22 @@ class SubmissionStore(SqliteStore):
         error: str | None = None,
     ) -> None:
         """Close a run. A ``succeeded`` run also becomes its guild's model, in the same transaction."""
-        if status not in ("succeeded", "failed", "cancelled"):
+        status = RunStatus(status)
+        if status not in OUTCOMES:
             raise ValueError(status)
         now = time.time()
         with self._tx() as db:
             row = db.execute("SELECT guild_id, status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None or row["status"] != "running":
                 raise ValueError(f"run {run_id} is not running")
-            if status == "succeeded" and not self.checkpoint_path(row["guild_id"], run_id).is_file():
+            if status is RunStatus.SUCCEEDED and not self.checkpoint_path(row["guild_id"], run_id).is_file():
                 raise FileNotFoundError(self.checkpoint_path(row["guild_id"], run_id))
             db.execute(
                 """UPDATE runs SET status = ?, finished_at = ?, steps = ?, loss = ?, seconds = ?,
                        metrics = ?, error = ? WHERE id = ?""",
-                (status, now, steps, loss, seconds, json.dumps(metrics or {}), error, run_id),
+                (status.value, now, steps, loss, seconds, json.dumps(metrics or {}), error, run_id),
             )
-            if status == "succeeded":
+            if status is RunStatus.SUCCEEDED:
                 db.execute(
                     """INSERT INTO models (guild_id, run_id, updated_at) VALUES (?, ?, ?)
                        ON CONFLICT (guild_id) DO UPDATE SET run_id = excluded.run_id,
@@ -369,7 +411,7 @@ class SubmissionStore(SqliteStore):
         return Run(
             id=row["id"],
             guild_id=row["guild_id"],
-            status=row["status"],
+            status=RunStatus(row["status"]),
             requested_by=row["requested_by"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
@@ -399,8 +441,16 @@ class SubmissionStore(SqliteStore):
         return {r["guild_id"]: self.checkpoint_path(r["guild_id"], r["run_id"]) for r in rows}
 
     def forget_model(self, guild_id: int) -> bool:
-        """Back to the base model: drop the pointer, then the files. True if there was one."""
+        """Back to the base model: drop the pointer, then the files. True if there was one.
+
+        Raises RunAlreadyActive while the guild has a run ``running`` (its success would move the pointer).
+        """
         with self._tx() as db:
+            running = db.execute(
+                "SELECT 1 FROM runs WHERE guild_id = ? AND status = 'running'", (guild_id,)
+            ).fetchone()
+            if running is not None:
+                raise RunAlreadyActive(RESET_WHILE_TRAINING)
             removed = db.execute("DELETE FROM models WHERE guild_id = ?", (guild_id,)).rowcount
         self.prune_checkpoints(guild_id)
         return bool(removed)

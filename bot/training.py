@@ -3,15 +3,16 @@
 The fine-tune (``model.finetune``) runs in a ``spawn``-ed process limited to one torch thread, so the
 event loop and the generation worker keep their cores and ``/emoji`` keeps serving. The child
 reports progress over a pipe; a supervisor thread in the bot reads it, records the outcome in the
-store and, on success, loads the new checkpoint and swaps it into the worker for that guild only.
+store and, on success, loads the new checkpoint and hands it to ``GuildModels``, which swaps it in for
+that guild only. Everything about one run (its progress, thread and process) is one ``RunState``.
 The handler that started the run awaits ``RunState.done``, an asyncio future the supervisor
 resolves through ``loop.call_soon_threadsafe``, so the progress message's loop ends exactly when the
 run does.
 
 Crash safety comes from the store: the run row says ``running`` until the supervisor closes it, the
 checkpoint is written to a temp file and renamed, and the guild's model pointer moves only after
-the new checkpoint loaded. A bot killed mid-run leaves the row ``running``; ``restore`` marks it
-failed and serves the previous model. The child watches its parent and stops if the bot dies.
+the new checkpoint loaded. A bot killed mid-run leaves the row ``running``; ``GuildModels.restore``
+marks it failed and serves the previous model. The child watches its parent and stops if the bot dies.
 """
 
 from __future__ import annotations
@@ -24,18 +25,18 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.handoff import to_loop
-from bot.store import Run, SubmissionStore
+from bot.handoff import set_result, to_loop
+from bot.replies import UserError
+from bot.store import ALREADY_TRAINING, Run, RunAlreadyActive, RunStatus, SubmissionStore
 
 if TYPE_CHECKING:
     from bot.config import Config
-    from bot.worker import GenerationWorker, GeneratorLike
+    from bot.guild_models import GuildModels
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ CANCEL_GRACE_S = 30.0  # a cancelled child that has not stopped by then is termi
 PROGRESS_EVERY_S = 0.25  # the child reports at most this often (and always the last step)
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """A run could not start; ``str(error)`` is the message for the user."""
 
 
@@ -62,10 +63,10 @@ class NothingToTrain(TrainingError):
 
 @dataclass(eq=False)
 class RunState:
-    """A run in progress, as the event loop sees it.
+    """One run from start to outcome: what the event loop shows, and the thread and process behind it.
 
     The supervisor thread writes the plain fields (single assignments, safe under the GIL) and
-    resolves ``done`` on the loop; handlers only read.
+    resolves ``done`` on the loop; handlers only read (and set ``cancel_requested``).
     """
 
     run: Run
@@ -78,10 +79,12 @@ class RunState:
     loss: float | None = None
     eta_s: float | None = None
     elapsed_s: float = 0.0
-    outcome: str | None = None  # succeeded | failed | cancelled
+    outcome: RunStatus | None = None  # SUCCEEDED, FAILED or CANCELLED once finished
     error: str | None = None
     seconds: float | None = None
     cancel_requested: bool = False
+    thread: threading.Thread | None = None  # the supervisor
+    process: multiprocessing.process.BaseProcess | None = None  # the fine-tune, while it runs
 
     @property
     def guild_id(self) -> int:
@@ -89,82 +92,43 @@ class RunState:
 
     @property
     def fraction(self) -> float:
-        if self.outcome == "succeeded":
+        if self.outcome is RunStatus.SUCCEEDED:
             return 1.0
         return min(1.0, self.step / self.total) if self.total else 0.0
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class TrainingManager:
     """Starts, tracks and cancels fine-tunes: one per guild, ``training_max_concurrent_runs`` in all."""
 
-    def __init__(
-        self,
-        config: Config,
-        store: SubmissionStore,
-        worker: GenerationWorker,
-        *,
-        load: Callable[[Path], GeneratorLike] | None = None,
-    ) -> None:
+    def __init__(self, config: Config, store: SubmissionStore, models: GuildModels) -> None:
         self.config = config
         self.store = store
-        self.worker = worker
-        self._load = load or self._load_generator
+        self.models = models
         self._lock = threading.Lock()
         self._active: dict[int, RunState | None] = {}  # None: reserved while starting
-        self._threads: dict[int, threading.Thread] = {}
-        self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._closing = False
 
-    def _load_generator(self, path: Path) -> GeneratorLike:
-        from model import Generator
-
-        return Generator.load(path, device=self.config.device)
-
-    # ----------------------------------------------------------------- start-up and shutdown
-
-    def restore(self) -> dict[int, str]:
-        """Blocking: mark interrupted runs failed and load every guild's last good model into the worker.
-
-        Returns {guild_id: "loaded" or the reason it could not be}; a guild whose checkpoint cannot be
-        loaded falls back to the base model (and is logged), it never stops the bot from starting.
-        """
-        self.store.recover()
-        report: dict[int, str] = {}
-        for guild_id, path in self.store.models().items():
-            try:
-                self.worker.set_generator(guild_id, self._load(path))
-                report[guild_id] = "loaded"
-            except Exception as exc:  # one bad file must not keep the bot down
-                log.exception("Could not load the model of guild %s from %s", guild_id, path)
-                report[guild_id] = f"{type(exc).__name__}: {exc}"
-        if report:
-            log.info("Loaded %d server model(s)", sum(v == "loaded" for v in report.values()))
-        return report
+    # ----------------------------------------------------------------- shutdown
 
     async def close(self, timeout: float = 10.0) -> None:
         """Cancel every run and wait (off the loop) for the children to go."""
         with self._lock:
             self._closing = True
             states = [s for s in self._active.values() if s is not None]
-            threads = list(self._threads.values())
         for state in states:
             state.cancel_requested = True
-        if threads:
-            await asyncio.to_thread(self._join, threads, timeout)
+        if states:
+            await asyncio.to_thread(self._join, states, timeout)
 
-    def _join(self, threads: list[threading.Thread], timeout: float) -> None:
+    @staticmethod
+    def _join(states: list[RunState], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            processes = list(self._processes.values())
-        for process in processes:
-            if process.is_alive():
+        for state in states:
+            if state.thread is not None:
+                state.thread.join(max(0.0, deadline - time.monotonic()))
+        for state in states:
+            process = state.process
+            if process is not None and process.is_alive():
                 log.warning("Terminating training process %s", process.pid)
                 process.terminate()
                 process.join(5)
@@ -183,10 +147,7 @@ class TrainingManager:
             if self._closing:
                 raise TooBusy("I'm restarting right now. Try again in a minute.")
             if guild_id in self._active:
-                raise AlreadyTraining(
-                    "This server is already training. Follow it with `/emoji-train status`, "
-                    "or stop it with `/emoji-train cancel`."
-                )
+                raise AlreadyTraining(ALREADY_TRAINING)
             if len(self._active) >= self.config.training_max_concurrent_runs:
                 raise TooBusy(
                     f"I'm already training {len(self._active)} server model(s), the most I run at once. "
@@ -210,18 +171,20 @@ class TrainingManager:
             )
         examples = [(s.name, s.png) for s in submissions]
         total = await asyncio.to_thread(self._total_steps, len(submissions))
-        run = await asyncio.to_thread(
-            self.store.start_run, guild_id, user_id, submissions=len(submissions), total_steps=total
-        )
+        try:
+            run = await asyncio.to_thread(
+                self.store.start_run, guild_id, user_id, submissions=len(submissions), total_steps=total
+            )
+        except RunAlreadyActive as exc:  # another bot process on the same data_dir is training it
+            raise AlreadyTraining(str(exc)) from exc
         loop = asyncio.get_running_loop()
         state = RunState(run=run, names=len(submissions), total=total, done=loop.create_future(), loop=loop)
-        thread = threading.Thread(
+        state.thread = threading.Thread(
             target=self._supervise, args=(state, examples), name=f"training-{guild_id}", daemon=True
         )
         with self._lock:
             self._active[guild_id] = state
-            self._threads[guild_id] = thread
-        thread.start()
+        state.thread.start()
         log.info(
             "Training run %s started for guild %s (%d emoji, %d steps)",
             run.id,
@@ -257,30 +220,33 @@ class TrainingManager:
     def _supervise(self, state: RunState, examples: list[tuple[str, bytes]]) -> None:
         guild_id, run_id = state.guild_id, state.run.id
         out = self.store.checkpoint_path(guild_id, run_id)
-        outcome, error, result = "failed", None, None
+        outcome: RunStatus = RunStatus.FAILED
+        error: str | None = None
         try:
             outcome, error, result = self._run_child(state, examples, out)
-            if outcome == "succeeded":
+            if outcome is RunStatus.SUCCEEDED:
+                assert result is not None
                 state.phase = "loading"
-                generator = self._load(out)  # proves the file is whole before anyone is pointed at it
-                self.store.finish_run(
+                generator = self.models.load(out)  # proves the file is whole before anyone is pointed at it
+                self.models.promote(
+                    guild_id,
                     run_id,
-                    "succeeded",
+                    generator,
                     steps=int(result["steps"]),
                     loss=float(result["loss"]),
                     seconds=float(result["seconds"]),
                     metrics={"names": result["names"]},
                 )
-                self.worker.set_generator(guild_id, generator)
                 state.seconds = float(result["seconds"])
-                log.info("Guild %s now serves run %s (%s)", guild_id, run_id, generator.name)
             else:
                 self.store.finish_run(run_id, outcome, steps=state.step, loss=state.loss, error=error)
         except Exception as exc:  # the run fails, the bot goes on
             log.exception("Training run %s for guild %s failed", run_id, guild_id)
-            outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+            outcome, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             try:
-                self.store.finish_run(run_id, "failed", steps=state.step, loss=state.loss, error=error)
+                self.store.finish_run(
+                    run_id, RunStatus.FAILED, steps=state.step, loss=state.loss, error=error
+                )
             except Exception:
                 log.exception("Could not record the failure of run %s", run_id)
         finally:
@@ -291,22 +257,21 @@ class TrainingManager:
             state.error = error
             state.outcome = outcome
             state.phase = "finished"
+            state.process = None
             with self._lock:
                 self._active.pop(guild_id, None)
-                self._threads.pop(guild_id, None)
-                self._processes.pop(guild_id, None)
-            to_loop(state.loop, _resolve, state.done)
+            to_loop(state.loop, set_result, state.done, None)
             log.info(
                 "Training run %s for guild %s: %s%s",
                 run_id,
                 guild_id,
-                outcome,
+                outcome.value,
                 f" ({error})" if error else "",
             )
 
     def _run_child(
         self, state: RunState, examples: list[tuple[str, bytes]], out: Path
-    ) -> tuple[str, str | None, dict[str, Any] | None]:
+    ) -> tuple[RunStatus, str | None, dict[str, Any] | None]:
         """Run the child to its end: (outcome, error for the user, finetune's result)."""
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe(duplex=True)
@@ -324,8 +289,7 @@ class TrainingManager:
             name=f"text2emoji-finetune-{state.guild_id}",
             daemon=True,
         )
-        with self._lock:
-            self._processes[state.guild_id] = process
+        state.process = process
         process.start()
         theirs.close()
         state.phase = "training"
@@ -338,25 +302,25 @@ class TrainingManager:
                         ours.send("cancel")
                 if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > CANCEL_GRACE_S:
                     process.terminate()
-                    return "cancelled", None, None
+                    return RunStatus.CANCELLED, None, None
                 try:
                     if not ours.poll(0.2):
                         if not process.is_alive() and not ours.poll(0):
-                            return "failed", self._died(process), None
+                            return RunStatus.FAILED, self._died(process), None
                         continue
                     message = ours.recv()
                 except (EOFError, OSError):
                     process.join(5)
-                    return "failed", self._died(process), None
+                    return RunStatus.FAILED, self._died(process), None
                 kind = message[0]
                 if kind == "progress":
                     _, state.step, state.total, state.loss, state.elapsed_s, state.eta_s = message
                 elif kind == "done":
-                    return "succeeded", None, message[1]
+                    return RunStatus.SUCCEEDED, None, message[1]
                 elif kind == "cancelled":
-                    return "cancelled", None, None
+                    return RunStatus.CANCELLED, None, None
                 elif kind == "error":
-                    return "failed", message[1], None
+                    return RunStatus.FAILED, message[1], None
         finally:
             ours.close()
             process.join(10)

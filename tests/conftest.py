@@ -91,15 +91,23 @@ def bot_config(request: pytest.FixtureRequest, tmp_path: Path):
 
 
 @pytest.fixture
-def simcord_bot(bot_config, monkeypatch: pytest.MonkeyPatch):
-    """The real bot with the shipped model; its worker thread is stopped after the test."""
+def simcord_bot(bot_config):
+    """The real bot from create_bot, sharing the session's base model; its worker is stopped after the test.
+
+    The configured checkpoint (the base model) is the shared one; a server's trained checkpoint is
+    loaded for real, as the bot would.
+    """
     if not BASE_CHECKPOINT.exists():
         pytest.skip("checkpoints/base.pt is not trained yet")
-    import bot.app
     from bot.app import create_bot
+    from bot.guild_models import model_loader
 
-    monkeypatch.setattr(bot.app, "load_generator", lambda config: _shared_generator())
-    instance = create_bot(bot_config)
+    load_for_real = model_loader(bot_config.device)
+
+    def load(checkpoint: Path | None):
+        return _shared_generator() if checkpoint == bot_config.checkpoint else load_for_real(checkpoint)
+
+    instance = create_bot(bot_config, load=load)
     yield instance
     instance.worker.stop()
     instance.worker.join(timeout=10)

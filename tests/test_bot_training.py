@@ -15,6 +15,8 @@ import pytest
 import simcord
 from PIL import Image
 
+from bot.checks import Refused
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.simcord(settle_timeout=90)]
 
 CAN_CREATE = discord.Permissions(create_expressions=True)
@@ -288,6 +290,7 @@ async def test_member_without_permission_cannot_see_or_use_the_commands(simcord_
         assert "You need the **Create Expressions**" in refused.response.content, command
     assert stored_names(simcord_env, guild) == []
     assert cog(simcord_env).store.latest_run(guild.id) is None
+    simcord.assert_error(simcord_env, Refused, contains="Create Expressions")  # discord.py's check failure
 
 
 async def test_manage_expressions_alone_is_treated_as_discord_shows_it(simcord_env):
@@ -302,6 +305,7 @@ async def test_manage_expressions_alone_is_treated_as_discord_shows_it(simcord_e
 
     assert "You need the **Create Expressions**" in refused.response.content  # the same rule, also inside
     assert stored_names(simcord_env, guild) == []
+    simcord.assert_error(simcord_env, Refused, contains="Create Expressions")
 
 
 async def test_start_with_nothing_to_train_says_what_to_do(simcord_env):
@@ -476,7 +480,7 @@ async def test_a_killed_training_process_fails_the_run_and_the_bot_carries_on(si
     state = manager.active(guild.id)
     await wait_for(lambda: state.step >= 1)
 
-    os.kill(manager._processes[guild.id].pid, signal.SIGKILL)
+    os.kill(state.process.pid, signal.SIGKILL)
     await asyncio.wait_for(asyncio.shield(state.done), 60)
     await simcord_env.advance_time(1001)
 

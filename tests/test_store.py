@@ -296,11 +296,12 @@ BOT_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from PIL import Image
     from bot.config import Config
+    from bot.guild_models import GuildModels, model_loader
     from bot.store import SubmissionStore
     from bot.training import TrainingManager
     from bot.validation import normalise
 
-    class Worker:  # what TrainingManager needs from GenerationWorker
+    class Worker:  # what GuildModels needs from GenerationWorker
         def set_generator(self, guild_id, generator):
             print("SERVING", guild_id, generator.name, flush=True)
 
@@ -311,7 +312,7 @@ BOT_SCRIPT = textwrap.dedent(
             buf = io.BytesIO()
             Image.new("RGBA", (40, 40), colour).save(buf, "PNG")
             store.add(1111, f"mascot {i}", normalise(buf.getvalue(), max_bytes=2**21), 42, limit=500)
-        manager = TrainingManager(config, store, Worker())
+        manager = TrainingManager(config, store, GuildModels(store, Worker(), model_loader("cpu")))
         first = await manager.start(1111, 42)
         await first.done
         print("FIRST", first.outcome, flush=True)
@@ -322,7 +323,7 @@ BOT_SCRIPT = textwrap.dedent(
         while second.step < 2:
             assert not second.done.done(), second.error
             await asyncio.sleep(0.05)
-        print("TRAINING", manager._processes[1111].pid, flush=True)
+        print("TRAINING", second.process.pid, flush=True)
         await asyncio.sleep(3600)
 
     if __name__ == "__main__":  # the spawned trainer imports this file again
@@ -380,8 +381,7 @@ def test_sigkill_during_training_loses_nothing(tmp_path, tiny_checkpoint):
     assert not _alive(child), "the training process outlived the bot"
 
     # Restart: everything submitted is there, the run is failed, the first model still serves.
-    from bot.config import Config
-    from bot.training import TrainingManager
+    from bot.guild_models import GuildModels, model_loader
 
     served = {}
 
@@ -392,8 +392,7 @@ def test_sigkill_during_training_loses_nothing(tmp_path, tiny_checkpoint):
     store = SubmissionStore(data_dir).open()
     try:
         assert [s.name for s in store.all(GUILD)] == ["mascot 0", "mascot 1", "mascot 2"]
-        config = Config(data_dir=data_dir, checkpoint=tiny_checkpoint, device="cpu")
-        report = TrainingManager(config, store, Worker()).restore()
+        report = GuildModels(store, Worker(), model_loader("cpu")).restore()
         first, second = store.runs(GUILD)
         assert (first.status, second.status) == ("succeeded", "failed")
         assert second.error == INTERRUPTED

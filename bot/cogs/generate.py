@@ -24,7 +24,7 @@ from discord.ext import commands
 from bot import expressions
 from bot.naming import sticker_name
 from bot.replies import send_ephemeral
-from bot.results import ResultRecord, ResultStore, SaveKind
+from bot.results import ResultRecord, SaveKind
 from bot.views import Result, ResultButton, as_files, render_files, result_embed, result_view
 from bot.worker import DeadlineExceeded, Generation, GenerationFailed, QueueFull, WorkerError, WorkerStopped
 
@@ -92,17 +92,15 @@ class Generate(commands.Cog):
         self.config = bot.config
         self.worker = bot.worker
         self.cooldown = Cooldown(bot.config.user_cooldown_s)
-        self.results = ResultStore(bot.config.data_dir)
+        self.results = bot.results  # opened and closed by the bot
         self._drawn: OrderedDict[int, Generation] = OrderedDict()
         self._saving = KeyedLocks()  # (result, image, kind): one save at a time
 
     async def cog_load(self) -> None:
-        await asyncio.to_thread(self.results.open)
         self.bot.add_dynamic_items(ResultButton)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ResultButton)
-        await asyncio.to_thread(self.results.close)
 
     @app_commands.command(name="emoji")
     @app_commands.describe(

@@ -1,9 +1,10 @@
 """``/emoji-train``: a server teaches the bot its own emoji, then fine-tunes its own model.
 
-Admins (Create Expressions; the default permission hides the group from everyone else,
-and every handler checks again) add images with a name, import the server's custom emoji, list and
-remove them, start a fine-tune and follow its progress message, cancel it, or reset the server to
-the base model. Everything is per server: submissions, runs and the model are keyed by guild id.
+Admins (Create Expressions; the default permission hides the group from everyone else, and the
+cog's ``interaction_check`` checks again, see ``bot.checks``) add images with a name, import the
+server's custom emoji, list and remove them, start a fine-tune and follow its progress message,
+cancel it, or reset the server to the base model. Everything is per server: submissions, runs and
+the model are keyed by guild id.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import validation
+from bot import checks, validation
 from bot.replies import send_ephemeral
-from bot.store import LimitReached, StoreError, Submission, SubmissionStore, name_key
-from bot.training import RunState, TrainingError, TrainingManager
+from bot.store import LimitReached, RunAlreadyActive, RunStatus, StoreError, Submission
+from bot.training import RunState, TrainingError
 
 if TYPE_CHECKING:
     from bot.app import EmojiBot
@@ -30,14 +31,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 10
 BAR_WIDTH = 20
 EMBED_COLOUR = discord.Colour(0x5865F2)
-NEED_PERMISSION = (
-    "You need the **Create Expressions** permission in this server to manage its training emoji."
-)
-
-
-def has_permission(interaction: discord.Interaction) -> bool:
-    """Create Expressions, the permission the group's ``default_permissions`` asks Discord for too."""
-    return interaction.guild_id is not None and interaction.permissions.create_expressions
 
 
 def duration(seconds: float) -> str:
@@ -62,19 +55,19 @@ def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
 def progress_text(state: RunState) -> str:
     """The progress message, from start to its final word (what a server admin watches)."""
     head = f"🧠 Training this server's model on **{state.names}** emoji"
-    if state.outcome == "succeeded":
+    if state.outcome is RunStatus.SUCCEEDED:
         loss = f", final loss {state.loss:.3f}" if state.loss is not None else ""
         return (
             f"✅ **Training finished**: {state.names} emoji learned in {duration(state.seconds or 0)} "
             f"({state.total} steps{loss}).\n`{progress_bar(1.0)}` 100%\n"
             "`/emoji` in this server now uses the new model."
         )
-    if state.outcome == "cancelled":
+    if state.outcome is RunStatus.CANCELLED:
         return (
             f"🛑 **Training cancelled** at step {state.step}/{state.total}. "
             "This server keeps its previous model."
         )
-    if state.outcome == "failed":
+    if state.outcome is RunStatus.FAILED:
         return (
             f"⚠️ **Training failed** at step {state.step}/{state.total}: {short(state.error)}.\n"
             "This server keeps its previous model."
@@ -96,7 +89,7 @@ def emoji_text(name: str) -> str:
     return " ".join(name.replace("_", " ").split())
 
 
-class ListView(discord.ui.View):
+class ListView(checks.ExpressionsView):
     """Previous/next buttons over a server's training emoji (the list is ephemeral: one viewer)."""
 
     def __init__(self, cog: Training, guild_id: int, total: int, *, timeout: float) -> None:
@@ -121,9 +114,6 @@ class ListView(discord.ui.View):
         return list_embed(rows, self.page, self.pages, self.total)
 
     async def _turn(self, interaction: discord.Interaction, delta: int) -> None:
-        if not has_permission(interaction):
-            await interaction.response.send_message(NEED_PERMISSION, ephemeral=True)
-            return
         self.total = await asyncio.to_thread(self.cog.store.count, self.guild_id)
         self.page = max(0, min(self.pages - 1, self.page + delta))
         self._sync()
@@ -158,7 +148,7 @@ def list_embed(rows: list[Submission], page: int, pages: int, total: int) -> dis
     return embed
 
 
-class ResetView(discord.ui.View):
+class ResetView(checks.ExpressionsView):
     """Confirm before forgetting the server's model."""
 
     def __init__(self, cog: Training, *, timeout: float) -> None:
@@ -168,9 +158,7 @@ class ResetView(discord.ui.View):
 
     @discord.ui.button(label="Reset to the base model", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button[ResetView]) -> None:
-        if not has_permission(interaction) or interaction.guild_id is None:
-            await interaction.response.send_message(NEED_PERMISSION, ephemeral=True)
-            return
+        assert interaction.guild_id is not None  # interaction_check
         self.stop()
         content = await self.cog.reset_guild(interaction.guild_id)
         await interaction.response.edit_message(content=content, view=None)
@@ -203,30 +191,26 @@ class Training(commands.Cog):
     def __init__(self, bot: EmojiBot) -> None:
         self.bot = bot
         self.config = bot.config
-        self.store = SubmissionStore(bot.config.data_dir)
-        self.manager = TrainingManager(bot.config, self.store, bot.worker)
+        self.store = bot.training_store  # opened, restored and closed by the bot
+        self.models = bot.guild_models
+        self.manager = bot.trainer
 
-    async def cog_load(self) -> None:
-        await asyncio.to_thread(self.store.open)
-        await asyncio.to_thread(self.manager.restore)
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        """Every command here manages the server's training: Create Expressions, inside a server.
 
-    async def cog_unload(self) -> None:
-        await self.manager.close()
-        await asyncio.to_thread(self.store.close)
+        A refusal raises ``checks.Refused``, answered by the bot's app-command error handler.
+        """
+        return checks.require_create_expressions(interaction)
 
     # ----------------------------------------------------------------- helpers
 
     async def _refuse(self, interaction: discord.Interaction, message: str) -> None:
         await send_ephemeral(interaction, message)
 
-    async def _check(self, interaction: discord.Interaction) -> int | None:
-        """The guild id if this member may manage training here; otherwise refuse and return None."""
-        if interaction.guild_id is None:
-            await self._refuse(interaction, "Server training only works inside a server.")
-            return None
-        if not has_permission(interaction):
-            await self._refuse(interaction, NEED_PERMISSION)
-            return None
+    @staticmethod
+    def _guild(interaction: discord.Interaction) -> int:
+        """The guild id (``interaction_check`` let only interactions inside a server through)."""
+        assert interaction.guild_id is not None
         return interaction.guild_id
 
     def _clean_name(self, name: str) -> str:
@@ -254,9 +238,7 @@ class Training(commands.Cog):
         image: discord.Attachment,
     ) -> None:
         """Add one emoji for this server's model to learn."""
-        guild_id = await self._check(interaction)
-        if guild_id is None:
-            return
+        guild_id = self._guild(interaction)
         try:
             name = self._clean_name(name)
             validation.check_size(image.size, self.config.training_max_upload_bytes)
@@ -301,9 +283,8 @@ class Training(commands.Cog):
     @train.command(name="import")
     async def import_(self, interaction: discord.Interaction) -> None:
         """Add this server's custom emoji as training emoji (party_parrot → "party parrot")."""
-        guild_id = await self._check(interaction)
-        if guild_id is None or interaction.guild is None:
-            return
+        guild_id = self._guild(interaction)
+        assert interaction.guild is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
         emojis = list(interaction.guild.emojis)
         already = await asyncio.to_thread(self.store.imported_emoji_ids, guild_id)
@@ -361,9 +342,7 @@ class Training(commands.Cog):
     @train.command(name="list")
     async def list_(self, interaction: discord.Interaction) -> None:
         """Show this server's training emoji."""
-        guild_id = await self._check(interaction)
-        if guild_id is None:
-            return
+        guild_id = self._guild(interaction)
         total = await asyncio.to_thread(self.store.count, guild_id)
         view = ListView(self, guild_id, total, timeout=self.config.view_timeout_s)
         view.origin = interaction
@@ -373,9 +352,7 @@ class Training(commands.Cog):
     @app_commands.describe(name="The training emoji's name")
     async def remove(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]) -> None:
         """Forget one training emoji."""
-        guild_id = await self._check(interaction)
-        if guild_id is None:
-            return
+        guild_id = self._guild(interaction)
         removed = await asyncio.to_thread(self.store.remove, guild_id, name)  # found by name_key
         if removed is None:
             await self._refuse(
@@ -389,28 +366,23 @@ class Training(commands.Cog):
         )
 
     @remove.autocomplete("name")
+    @checks.create_expressions()  # a member without it is offered nothing
     async def remove_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None or not has_permission(interaction):
-            return []
-        rows = await asyncio.to_thread(self.store.all, interaction.guild_id)
-        wanted = name_key(current)
-        matches = [s.name for s in rows if wanted in name_key(s.name)]
-        return [app_commands.Choice(name=name, value=name) for name in matches[:25]]
+        names = await asyncio.to_thread(self.store.names, self._guild(interaction), current, 25)
+        return [app_commands.Choice(name=name, value=name) for name in names]
 
     # ----------------------------------------------------------------- the model
 
     @train.command(name="reset")
     async def reset(self, interaction: discord.Interaction) -> None:
         """Forget this server's trained model and go back to the base model (asks first)."""
-        guild_id = await self._check(interaction)
-        if guild_id is None:
-            return
+        guild_id = self._guild(interaction)
         if self.manager.active(guild_id) is not None:
             await self._refuse(interaction, "A training run is in progress; `/emoji-train cancel` it first.")
             return
-        if await asyncio.to_thread(self.store.model_path, guild_id) is None:
+        if not await asyncio.to_thread(self.models.has_own, guild_id):
             await self._refuse(interaction, "This server already uses the base model.")
             return
         view = ResetView(self, timeout=self.config.view_timeout_s)
@@ -423,22 +395,20 @@ class Training(commands.Cog):
         )
 
     async def reset_guild(self, guild_id: int) -> str:
-        if self.manager.active(guild_id) is not None:
-            return "A training run started meanwhile; `/emoji-train cancel` it first. Nothing changed."
-        await asyncio.to_thread(self.store.forget_model, guild_id)
-        self.bot.worker.set_generator(guild_id, None)
-        log.info("Guild %s reset to the base model", guild_id)
+        """Confirmed reset: the answer for the user (a run started since the prompt keeps the model)."""
+        try:
+            await asyncio.to_thread(self.models.reset, guild_id)
+        except RunAlreadyActive as exc:
+            return str(exc)
         return "↩️ This server is back on the base model. Its training emoji are kept."
 
     @train.command(name="start")
     async def start(self, interaction: discord.Interaction) -> None:
         """Fine-tune this server's model on its training emoji (takes a few minutes)."""
-        guild_id = await self._check(interaction)
-        if guild_id is None:
-            return
+        guild_id = self._guild(interaction)
         try:
             state = await self.manager.start(guild_id, interaction.user.id)
-        except TrainingError as exc:
+        except TrainingError as exc:  # an everyday answer ("already training"), not an error
             await self._refuse(interaction, str(exc))
             return
         message: discord.InteractionMessage | None = None
@@ -490,9 +460,7 @@ class Training(commands.Cog):
     @train.command(name="status")
     async def status(self, interaction: discord.Interaction) -> None:
         """How this server's training is going, and which model it uses."""
-        guild_id = await self._check(interaction)
-        if guild_id is None:
-            return
+        guild_id = self._guild(interaction)
         state = self.manager.active(guild_id)
         count = await asyncio.to_thread(self.store.count, guild_id)
         lines = [f"Training emoji: **{count}**/{self.config.training_max_submissions}"]
@@ -500,26 +468,25 @@ class Training(commands.Cog):
             lines.insert(0, progress_text(state))
         else:
             run = await asyncio.to_thread(self.store.latest_run, guild_id)
-            model = await asyncio.to_thread(self.store.model_path, guild_id)
-            lines.append("Model: **this server's own**" if model is not None else "Model: **base**")
+            own = await asyncio.to_thread(self.models.has_own, guild_id)
+            lines.append("Model: **this server's own**" if own else "Model: **base**")
             if run is None:
                 lines.append("No training run yet: `/emoji-train start` when you've added some emoji.")
             else:
                 when = f"<t:{int(run.finished_at or run.started_at)}:R>"
+                took = duration(run.seconds or 0)
                 detail = {
-                    "succeeded": f"✅ succeeded {when} ({run.steps} steps, {duration(run.seconds or 0)})",
-                    "cancelled": f"🛑 cancelled {when}",
-                    "failed": f"⚠️ failed {when}: {short(run.error)}",
-                }.get(run.status, run.status)
+                    RunStatus.SUCCEEDED: f"✅ succeeded {when} ({run.steps} steps, {took})",
+                    RunStatus.CANCELLED: f"🛑 cancelled {when}",
+                    RunStatus.FAILED: f"⚠️ failed {when}: {short(run.error)}",
+                }.get(run.status, run.status.value)
                 lines.append(f"Last run: {detail}")
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
     @train.command(name="cancel")
     async def cancel(self, interaction: discord.Interaction) -> None:
         """Stop this server's training run; the server keeps its previous model."""
-        guild_id = await self._check(interaction)
-        if guild_id is None:
-            return
+        guild_id = self._guild(interaction)
         state = self.manager.cancel(guild_id)
         if state is None:
             await self._refuse(interaction, "Nothing is training in this server right now.")
