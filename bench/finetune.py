@@ -143,7 +143,7 @@ def submitted_hits(gen: Generator, examples, dataset, samples: int) -> dict:
     nearest = (sq[None, :] - 2 * image_features(arrays) @ feats.T).argmin(1).reshape(len(names), samples)
     hits = nearest == np.arange(len(names))[:, None]
     custom = {f"custom:{gen.clean_text(n)}": i for i, n in enumerate(names)}
-    groups = gen.meta["groups"]
+    groups = gen.meta.groups
     text_top1 = np.mean(
         [custom.get(groups[int(g)]) == i for i, g in enumerate(gen.group_probs(names).argmax(-1).tolist())]
     )

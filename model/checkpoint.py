@@ -10,14 +10,15 @@ import os
 import pickle
 import tempfile
 import warnings
-from dataclasses import fields
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from model.networks import EmojiCVAE, ModelConfig
+from model.archs import UnknownArch, get_arch
+from model.config import ModelConfig, arch_of, section_of
 
 FORMAT_VERSION = 1
 
@@ -41,12 +42,39 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or of an unknown format."""
 
 
+@dataclass
+class Meta:
+    """What sampling needs besides the weights, and where the model came from (a checkpoint's "meta").
+
+    Stored as a plain dict with these keys (the shipped files' format); unknown keys are ignored on load.
+    """
+
+    groups: list[str]  # group keys, by group id
+    group_emoji: list[str]  # each group's representative emoji (a sticker's tag)
+    emoji_names: dict[str, str]  # emoji -> CLDR name, for reading emoji inside prompts
+    label: str = "base"  # model name shown in the bot's embeds
+    step: int = 0
+    elapsed_s: float = 0.0
+    recipe: str = ""  # the emoji-train arguments that made it
+    custom_names: list[str] = field(default_factory=list)  # fine-tuned names, one new group each
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if not self.custom_names:
+            del out["custom_names"]  # a base model's meta, as the shipped files have it
+        return out
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> Meta:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
+
 def save_checkpoint(
-    path: str | Path, model: nn.Module, meta: dict, half: bool = False, extra: dict | None = None
+    path: str | Path, model: nn.Module, meta: Meta, half: bool = False, extra: dict | None = None
 ) -> None:
     """Write atomically (temp file + rename): a crash mid-write never leaves a broken checkpoint.
 
-    `meta` holds JSON-like data the model needs at sampling time (group emoji, emoji names, step, ...).
     `extra` holds training state (optimizer, EMA) that sampling does not need.
     """
     state = {
@@ -57,7 +85,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "config": model.cfg.to_dict(),
         "state_dict": state,
-        "meta": meta,
+        "meta": meta.to_dict(),
     }
     if extra:
         payload["extra"] = extra
@@ -115,31 +143,23 @@ def read_checkpoint(path: str | Path | None) -> dict:
 
 
 def config_from(payload: dict) -> ModelConfig:
-    known = {f.name for f in fields(ModelConfig)}
-    cfg = {k: v for k, v in payload["config"].items() if k in known}
-    if "fsq_levels" in cfg:
-        cfg["fsq_levels"] = tuple(cfg["fsq_levels"])
-    return ModelConfig(**cfg)
-
-
-ARCHS = ("cvae", "maskgit")
+    """The arch's own config from a checkpoint (new sectioned layout or the shipped files' flat one)."""
+    saved = payload["config"]
+    try:
+        arch = get_arch(arch_of(saved))
+    except UnknownArch as exc:
+        raise CheckpointError(str(exc)) from None
+    return arch.network.Config.from_section(section_of(saved))
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """The networks for a config (its `arch` picks the generator)."""
-    if cfg.arch == "cvae":
-        return EmojiCVAE(cfg)
-    if cfg.arch == "maskgit":
-        from model.maskgit import EmojiMaskGIT
-
-        return EmojiMaskGIT(cfg)
-    raise CheckpointError(f"unknown architecture {cfg.arch!r} (known: {', '.join(ARCHS)})")
+    """The networks for a config (its arch's Network)."""
+    return get_arch(cfg.arch).network.Network(cfg)
 
 
-def load_model(path: str | Path | None, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_model(path: str | Path | None, device: str | torch.device = "cpu") -> tuple[nn.Module, Meta]:
     """(model in eval mode, float32, on device; the checkpoint's meta)."""
     payload = read_checkpoint(path)
-    cfg = config_from(payload)
-    model = build_model(cfg)
+    model = build_model(config_from(payload))
     model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()}, strict=True)
-    return model.to(device).eval(), payload["meta"]
+    return model.to(device).eval(), Meta.from_dict(payload["meta"])

@@ -346,6 +346,20 @@ def load_or_build(cache: Path, font_path: str | Path | None = None, cldr_path: s
 # ---------------------------------------------------------------------------------------------- splits
 
 
+def emoji_names(cldr: Path) -> dict[str, str]:
+    """emoji -> English CLDR name, for reading emoji inside prompts.
+
+    CLDR also names plain punctuation and Latin-1 symbols (":", "-", "©"); those stay text in prompts.
+    (The shipped checkpoints predate this and keep the names their text encoder was trained with.)
+    """
+    names = {}
+    for emoji, texts in read_cldr_annotations(cldr, "en").items():
+        if all(ord(ch) < 0x2000 for ch in emoji):
+            continue
+        names[emoji] = texts[0]
+    return names
+
+
 def split_texts(dataset: EmojiDataset, held_out: float = 0.1, seed: int = 1234) -> tuple[set[str], set[str]]:
     """A fixed, seeded split by distinct CLDR text: no held-out string is ever trained on.
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
 from model.data import (
@@ -32,6 +34,7 @@ from model.data import (
     split_texts,
 )
 from model.sample import Generator
+from model.text import Tokenizer, to_device
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,28 @@ CAPTION_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 )
+
+
+@torch.no_grad()
+def text_accuracy(
+    model: nn.Module,
+    tok: Tokenizer,
+    texts: list[str],
+    targets: list[set[int]],
+    device: torch.device,
+    batch: int = 512,
+) -> tuple[float, float]:
+    """Top-1 / top-5: is an acceptable group among the text encoder's best guesses?"""
+    model.eval()
+    top1 = top5 = 0
+    for i in range(0, len(texts), batch):
+        logits = model.text(to_device(tok.encode(texts[i : i + batch]), device))
+        best = logits.topk(5, dim=-1).indices.tolist()
+        for guess, ok in zip(best, targets[i : i + batch], strict=True):
+            top1 += guess[0] in ok
+            top5 += any(g in ok for g in guess)
+    model.train()
+    return top1 / max(1, len(texts)), top5 / max(1, len(texts))
 
 
 def image_features(images: np.ndarray) -> np.ndarray:
@@ -261,8 +286,8 @@ def evaluate(
     gen: Generator, dataset: EmojiDataset, prompts_file: Path, samples: int = 4, limit: int = 300
 ) -> tuple[list[dict], dict[str, tuple[list[str], list]]]:
     """All prompt sets: (rows for the table, {set name: (prompts, images)})."""
-    group_index = {k: i for i, k in enumerate(gen.meta["groups"])}
-    if list(gen.meta["groups"]) != list(dataset.groups):
+    group_index = {k: i for i, k in enumerate(gen.meta.groups)}
+    if list(gen.meta.groups) != list(dataset.groups):
         raise ValueError("the dataset's emoji groups differ from the checkpoint's: rebuild the dataset cache")
     nearest = NearestEmoji(dataset)
     sets = cldr_sets(dataset, limit) + chat_sets(prompts_file, group_index)

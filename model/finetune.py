@@ -20,17 +20,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from model.archs import get_arch
+from model.augment import to_premultiplied_tensor
 from model.chat import chatify
 from model.checkpoint import build_model, load_model, save_checkpoint
-from model.data import fit_square
 from model.device import resolve_device
-from model.networks import best_of_group_loss, pixel_loss
 from model.prompt import name_key
 from model.sample import Generator
 from model.text import to_device
@@ -63,28 +62,6 @@ def auto_steps(num_names: int, device: torch.device) -> int:
     return int(min(500, max(200, 120 + 6 * num_names)))
 
 
-def to_premultiplied_tensor(image: Image.Image) -> torch.Tensor:
-    """Any RGBA image -> (4, 72, 72) premultiplied floats, fitted and centred like the base data."""
-    rgba = np.asarray(fit_square(image.convert("RGBA")), dtype=np.float32) / 255
-    x = torch.from_numpy(rgba).permute(2, 0, 1)
-    return torch.cat([x[:3] * x[3:], x[3:]])
-
-
-def augment(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """Small random shifts, scales and colour jitter: a handful of images must not be learnt as pixels."""
-    n = len(images)
-    scale = 1 + (torch.rand(n, generator=rng) - 0.5) * 0.16  # 0.92 - 1.08
-    shift = (torch.rand(n, 2, generator=rng) - 0.5) * 0.12
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    gain = 1 + (torch.rand(n, 3, 1, 1, generator=rng) - 0.5) * 0.2
-    colour = torch.minimum(out[:, :3] * gain, out[:, 3:])  # premultiplied colour never exceeds alpha
-    return torch.cat([colour, out[:, 3:]], dim=1)
-
-
 def extend_model(base: nn.Module, new_groups: int) -> nn.Module:
     """A copy of `base` with room for `new_groups` more groups (new rows filled in by the caller)."""
     cfg = dataclasses.replace(base.cfg, num_groups=base.cfg.num_groups + new_groups)
@@ -96,121 +73,6 @@ def extend_model(base: nn.Module, new_groups: int) -> nn.Module:
         state[key] = grown
     model.load_state_dict(state)
     return model
-
-
-class CVAEImages:
-    """The CVAE's image side: new groups from prior samples (best of the group's augmented images),
-    base groups distilled from the frozen teacher decoder."""
-
-    def __init__(self, model, teacher, images, members, dev, trng):
-        self.model, self.teacher, self.images, self.members, self.dev, self.trng = (
-            model,
-            teacher,
-            images,
-            members,
-            dev,
-            trng,
-        )
-        model.encoder.requires_grad_(False)
-
-    def param_groups(self) -> list[dict]:
-        return [{"params": self.model.decoder.parameters(), "lr": 3e-4}]
-
-    def loss(self, rng: random.Random) -> torch.Tensor:
-        model, teacher, dev, trng = self.model, self.teacher, self.dev, self.trng
-        new_groups = [rng.choice(list(self.members)) for _ in range(16)]
-        most = max(len(m) for m in self.members.values())
-        rows = [self.members[g] + [self.members[g][0]] * (most - len(self.members[g])) for g in new_groups]
-        valid = torch.tensor(
-            [[True] * len(self.members[g]) + [False] * (most - len(self.members[g])) for g in new_groups]
-        )
-        targets = augment(self.images[torch.tensor(rows).flatten()], trng).view(16, most, 4, 72, 72)
-        z = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
-        new_logits = model.decoder.logits(z, model.groups(torch.tensor(new_groups, device=dev)))
-        new_loss = best_of_group_loss(new_logits, targets.to(dev), valid.to(dev)) / 1000
-
-        base_groups = torch.randint(0, teacher.cfg.num_groups, (16,), generator=trng).to(dev)
-        zb = torch.randn(16, model.cfg.z_dim, generator=trng).to(dev)
-        with torch.no_grad():
-            teacher_img = teacher.decode(zb, teacher.groups(base_groups))
-        base_logits = model.decoder.logits(zb, model.groups(base_groups))
-        return 2 * new_loss + pixel_loss(base_logits, teacher_img).mean() / 1000
-
-
-class MaskGITImages:
-    """Generator v2's image side: the transformer learns the codes of the new (augmented) images given
-    the new group and the name's text vector, and replays base emoji from the code bank (or codes the frozen
-    teacher draws), so the base emoji keep their looks. The new emoji join the code bank. The tokeniser stays
-    frozen."""
-
-    REPLAY = 192
-
-    def __init__(self, model, teacher, images, members, dev, trng, gen: Generator, names: dict[int, str]):
-        self.model, self.images, self.members, self.dev, self.trng = model, images, members, dev, trng
-        self.gen, self.names = gen, names
-        model.encoder.requires_grad_(False)
-        model.decoder.requires_grad_(False)
-        with torch.no_grad():  # the new emoji join the code bank: sampling can start from them
-            rows = [i for g in sorted(members) for i in members[g]]
-            new_codes = model.tokenize(images[torch.tensor(rows)].to(dev))
-            new_groups = torch.tensor([g for g in sorted(members) for _ in members[g]])
-            model.set_bank(
-                torch.cat([model.bank_codes, new_codes.to(model.bank_codes.device).to(torch.int16)]),
-                torch.cat([model.bank_groups.cpu(), new_groups]),
-            )
-        self.replay_groups, self.replay_codes = self._replay_bank(teacher)
-        texts = [meta_name(gen, int(g)) for g in self.replay_groups]
-        self.replay_vectors = torch.stack([gen.text_vector(t) for t in texts])
-
-    @torch.no_grad()
-    def _replay_bank(self, teacher) -> tuple[torch.Tensor, torch.Tensor]:
-        """Base emoji to replay: rows of the teacher's code bank, or (no bank) codes the teacher draws."""
-        from model.maskgit import sample_codes
-
-        if teacher.cfg.bank_size:
-            rows = torch.randint(0, teacher.cfg.bank_size, (self.REPLAY,), generator=self.trng)
-            return teacher.bank_groups[rows.to(self.dev)].cpu(), teacher.bank_codes[rows.to(self.dev)].long()
-        groups = torch.randint(0, teacher.cfg.num_groups, (self.REPLAY,), generator=self.trng)
-        vectors = torch.stack([self.gen.text_vector(meta_name(self.gen, int(g))) for g in groups])
-        out = []
-        for i in range(0, self.REPLAY, 16):
-            g = groups[i : i + 16].to(self.dev)
-            rngs = [torch.Generator().manual_seed(1000 + i + k) for k in range(len(g))]
-            cond = teacher.transformer.condition(vectors[i : i + 16], teacher.groups(g), len(g))
-            out.append(sample_codes(teacher, cond, rngs, guidance=self.gen.guidance))
-        return groups, torch.cat(out)
-
-    def param_groups(self) -> list[dict]:
-        return [{"params": self.model.transformer.parameters(), "lr": 2e-4}]
-
-    def loss(self, rng: random.Random) -> torch.Tensor:
-        from model.maskgit import masked_code_loss
-
-        model, dev = self.model, self.dev
-        new_groups = [rng.choice(list(self.members)) for _ in range(16)]
-        picks = [rng.choice(self.members[g]) for g in new_groups]
-        with torch.no_grad():
-            codes = model.tokenize(augment(self.images[torch.tensor(picks)], self.trng).to(dev))
-            texts = [chatify(self.names[g], rng, 0.5) for g in new_groups]
-            vectors = model.text.embed(to_device(self.gen.tokenizer.encode(texts), dev))
-        new_loss = masked_code_loss(model, codes, vectors, torch.tensor(new_groups, device=dev), self.trng)
-        idx = torch.randint(0, self.REPLAY, (16,), generator=self.trng)
-        replay = masked_code_loss(
-            model,
-            self.replay_codes[idx.to(dev)],
-            self.replay_vectors[idx],
-            self.replay_groups[idx].to(dev),
-            self.trng,
-        )
-        return 2 * new_loss + replay
-
-
-def meta_name(gen: Generator, group: int) -> str:
-    """A base group's name (its representative emoji's CLDR name) to condition replayed codes on."""
-    emoji = gen.group_emoji[group]
-    return gen.tokenizer.emoji_names.get(emoji) or gen.tokenizer.emoji_names.get(
-        emoji.replace("\ufe0f", ""), emoji
-    )
 
 
 def finetune(
@@ -254,11 +116,9 @@ def finetune(
     model.text.requires_grad_(False)
     model.text.prototypes.requires_grad_(True)
     rng, trng = random.Random(seed), torch.Generator().manual_seed(seed)
-    if model.cfg.arch == "maskgit":
-        group_names = {g: n for n, g in name_group.items()}
-        task = MaskGITImages(model, teacher, images, members, dev, trng, gen, group_names)
-    else:
-        task = CVAEImages(model, teacher, images, members, dev, trng)
+    group_names = {g: n for n, g in name_group.items()}
+    task_type = get_arch(model.cfg.arch).trainer.FinetuneTask
+    task = task_type(model, teacher, images, members, dev, trng, gen, group_names)
     opt = torch.optim.Adam(
         [
             {"params": [model.text.prototypes], "lr": 5e-3},
@@ -266,7 +126,7 @@ def finetune(
             *task.param_groups(),
         ]
     )
-    base_texts = sorted(set(meta["emoji_names"].values()))
+    base_texts = sorted(set(meta.emoji_names.values()))
     total = steps or auto_steps(len(names), dev)
     loss_value = float("nan")
     for step in range(1, total + 1):
@@ -295,11 +155,13 @@ def finetune(
             progress(FinetuneProgress(step, total, loss_value, time.monotonic() - started))
 
     model.eval()
-    new_meta = dict(meta)
-    new_meta["groups"] = list(meta["groups"]) + [CUSTOM_PREFIX + n for n in names]
-    new_meta["group_emoji"] = list(meta["group_emoji"]) + [meta["group_emoji"][int(g)] for g in guesses]
-    new_meta["custom_names"] = names
-    new_meta["label"] = label
+    new_meta = dataclasses.replace(
+        meta,
+        groups=list(meta.groups) + [CUSTOM_PREFIX + n for n in names],
+        group_emoji=list(meta.group_emoji) + [meta.group_emoji[int(g)] for g in guesses],
+        custom_names=names,
+        label=label,
+    )
     save_checkpoint(out, model, new_meta, half=True)
     seconds = time.monotonic() - started
     log.info("fine-tuned %d names in %d steps (%.0f s) -> %s", len(names), total, seconds, out)

@@ -15,15 +15,49 @@ give different emoji.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.networks import ModelConfig, ResBlock, to_premultiplied, upsampling_path
+from model.config import SHARED_SIZES, ModelConfig
+from model.networks import ResBlock, to_premultiplied, upsampling_path
 from model.text import TextEncoder
 
+if TYPE_CHECKING:
+    from model.sample import Plan
+
 GRID = 9  # codes per side: one code per 8x8 pixels
+# sampling: parallel decoding rounds, classifier-free guidance, code temperature, samples per call
+CODE_STEPS = 8
+GUIDANCE = 2.0
+CODE_TEMPERATURE = 1.0
+CODE_CHUNK = 4
+REMASK = 0.25  # share of a bank emoji's codes drawn again (1.0: draw every code from scratch)
+
+
+@dataclass(frozen=True)
+class MaskGITConfig(ModelConfig):
+    """Generator v2's own fields: FSQ levels per code channel (vocabulary = their product), the transformer.
+
+    The code bank is data, not config: its size is read from the weights when a checkpoint loads."""
+
+    arch: ClassVar[str] = "maskgit"
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    tf_dim: int = 192
+    tf_layers: int = 4
+    tf_heads: int = 4
+
+
+SIZES = {  # presets for `emoji-train base --size`
+    "tiny": dict(SHARED_SIZES["tiny"], tf_dim=32, tf_layers=1),
+    "small": dict(SHARED_SIZES["small"]),
+    "base": dict(SHARED_SIZES["base"]),
+}
 
 
 class FSQ(nn.Module):
@@ -64,7 +98,7 @@ class FSQ(nn.Module):
 class TokenEncoder(nn.Module):
     """(B, 4, 72, 72) premultiplied RGBA -> (B, D, 9, 9) pre-quantisation values."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: MaskGITConfig):
         super().__init__()
         w = cfg.width
         self.net = nn.Sequential(
@@ -88,7 +122,7 @@ class TokenEncoder(nn.Module):
 class TokenDecoder(nn.Module):
     """(B, D, 9, 9) quantised values -> (B, 4, 72, 72) logits (the CVAE decoder's upsampling path)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: MaskGITConfig):
         super().__init__()
         w = cfg.width
         self.net = nn.Sequential(
@@ -102,7 +136,7 @@ class TokenDecoder(nn.Module):
 class MaskTransformer(nn.Module):
     """Bidirectional transformer over [text, group, 81 codes]; predicts the masked codes."""
 
-    def __init__(self, cfg: ModelConfig, vocab: int):
+    def __init__(self, cfg: MaskGITConfig, vocab: int):
         super().__init__()
         d = cfg.tf_dim
         self.mask_id = vocab
@@ -136,7 +170,7 @@ class MaskTransformer(nn.Module):
 class EmojiMaskGIT(nn.Module):
     """Text encoder (prior over groups), group table, FSQ image tokeniser and the masked transformer."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: MaskGITConfig):
         super().__init__()
         self.cfg = cfg
         self.text = TextEncoder(cfg.text_buckets, cfg.text_dim, cfg.text_embed_dim, cfg.num_groups)
@@ -146,25 +180,42 @@ class EmojiMaskGIT(nn.Module):
         self.decoder = TokenDecoder(cfg)
         self.transformer = MaskTransformer(cfg, self.fsq.size)
         # the codes of every training emoji and its group: sampling can start from one and redraw a share
-        self.register_buffer("bank_codes", torch.zeros(cfg.bank_size, GRID * GRID, dtype=torch.int16))
-        self.register_buffer("bank_groups", torch.zeros(cfg.bank_size, dtype=torch.long))
+        self.register_buffer("bank_codes", torch.zeros(0, GRID * GRID, dtype=torch.int16))
+        self.register_buffer("bank_groups", torch.zeros(0, dtype=torch.long))
+        self._members: list[list[int]] | None = None
 
     @property
     def vocab(self) -> int:
         return self.fsq.size
 
+    @property
+    def bank_size(self) -> int:
+        return len(self.bank_codes)
+
     def set_bank(self, codes: torch.Tensor, groups: torch.Tensor) -> None:
-        """Replace the code bank (its size is part of the config, so checkpoints load without guessing)."""
+        """Replace the code bank."""
         self.bank_codes = codes.to(torch.int16).to(self.bank_codes.device)
         self.bank_groups = groups.long().to(self.bank_groups.device)
-        self.cfg.bank_size = len(codes)
+        self._members = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # the bank's size is the saved one: make room before the strict, shape-checked copy
+        for name in ("bank_codes", "bank_groups"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                mine = getattr(self, name)
+                setattr(self, name, torch.zeros(saved.shape, dtype=mine.dtype, device=mine.device))
+        self._members = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def bank_members(self) -> list[list[int]]:
-        """Bank rows of every group."""
-        members: list[list[int]] = [[] for _ in range(self.cfg.num_groups)]
-        for row, group in enumerate(self.bank_groups.tolist()):
-            members[group].append(row)
-        return members
+        """Bank rows of every group (computed once per bank)."""
+        if self._members is None:
+            members: list[list[int]] = [[] for _ in range(self.cfg.num_groups)]
+            for row, group in enumerate(self.bank_groups.tolist()):
+                members[group].append(row)
+            self._members = members
+        return self._members
 
     def tokenize(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 4, 72, 72) -> (B, 81) codes."""
@@ -192,7 +243,7 @@ def seed_codes(
     """Starting grids for `sample_codes`: for each sample a bank emoji of its group (picked by the sample's
     RNG) with a `remask` share of its codes masked again; groups without bank rows start fully masked.
     None when there is nothing to start from (remask >= 1 or an empty bank)."""
-    if remask >= 1 or model.cfg.bank_size == 0:
+    if remask >= 1 or model.bank_size == 0:
         return None
     n = GRID * GRID
     rows = []
@@ -247,9 +298,9 @@ def sample_codes(
     model: EmojiMaskGIT,
     condition: tuple[torch.Tensor, torch.Tensor],
     rngs: list[torch.Generator],
-    steps: int = 8,
-    guidance: float = 2.0,
-    temperature: float = 1.0,
+    steps: int = CODE_STEPS,
+    guidance: float = GUIDANCE,
+    temperature: float = CODE_TEMPERATURE,
     init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MaskGIT decoding for B samples: `steps` rounds, each keeping the most confident new codes.
@@ -288,3 +339,35 @@ def sample_codes(
         rank = conf.argsort(dim=1).argsort(dim=1)  # 0 = least confident
         codes = torch.where(rank < still, tf.mask_id, new)
     return codes
+
+
+@torch.no_grad()
+def sample(
+    model: EmojiMaskGIT, plans: Sequence[Plan], text_vector: Callable[[str], torch.Tensor]
+) -> np.ndarray:
+    """(N, 4, 72, 72) premultiplied pixels: MaskGIT decoding of the plans from a bank emoji of each group,
+    in fixed chunks (the last one padded) so an image never depends on its batch mates."""
+    device = model.groups.weight.device
+    vectors = {text: text_vector(text) for text in sorted({p.text for p in plans})}
+    members = model.bank_members()
+    out = []
+    for start in range(0, len(plans), CODE_CHUNK):
+        chunk = list(plans[start : start + CODE_CHUNK])
+        pad = CODE_CHUNK - len(chunk)
+        chunk += [replace(chunk[0], rng=torch.Generator().manual_seed(0))] * pad
+        groups = [p.group for p in chunk]
+        rngs = [p.rng for p in chunk]
+        condition = model.transformer.condition(
+            torch.stack([vectors[p.text] for p in chunk]),
+            model.groups(torch.tensor(groups, device=device)),
+            len(chunk),
+        )
+        init = seed_codes(model, groups, rngs, REMASK, members)
+        codes = sample_codes(model, condition, rngs, init=init)
+        out.append(model.decode_codes(codes).float().cpu().numpy()[: CODE_CHUNK - pad])
+    return np.concatenate(out)
+
+
+# the arch registry's names for this module (model.archs)
+Config = MaskGITConfig
+Network = EmojiMaskGIT

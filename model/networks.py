@@ -10,53 +10,38 @@ separately measured classifier (the unCLIP pattern with a discrete prior). Image
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model.config import SHARED_SIZES, ModelConfig
 from model.text import TextEncoder
 
+if TYPE_CHECKING:
+    from model.sample import Plan
 
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild the networks; saved inside every checkpoint."""
 
-    arch: str = "cvae"
-    num_groups: int = 1654
-    text_buckets: int = 1 << 15
-    text_dim: int = 128
-    text_embed_dim: int = 192
+@dataclass(frozen=True)
+class CVAEConfig(ModelConfig):
+    """The CVAE's own fields: group embedding and latent sizes."""
+
+    arch: ClassVar[str] = "cvae"
     group_dim: int = 128
     z_dim: int = 32
-    width: int = 32  # channels at 36x36; doubled at 18x18 and 9x9
-    image_size: int = 72
-    # arch "maskgit" only: FSQ levels per code channel (vocabulary = their product) and the transformer
-    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
-    tf_dim: int = 192
-    tf_layers: int = 4
-    tf_heads: int = 4
-    bank_size: int = 0  # rows of the code bank (set when the tokeniser is frozen)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 SIZES = {  # presets for `emoji-train base --size`
-    "tiny": dict(
-        text_buckets=1 << 12,
-        text_dim=32,
-        text_embed_dim=32,
-        group_dim=16,
-        z_dim=8,
-        width=8,
-        tf_dim=32,
-        tf_layers=1,
-    ),
-    "small": dict(text_buckets=1 << 14, text_dim=96, text_embed_dim=128, group_dim=96, width=24),
-    "base": dict(),
+    "tiny": dict(SHARED_SIZES["tiny"], group_dim=16, z_dim=8),
+    "small": dict(SHARED_SIZES["small"], group_dim=96),
+    "base": dict(SHARED_SIZES["base"]),
 }
+Z_TEMPERATURE = 0.8  # sampling: z ~ N(0, tau^2)
+DECODE_CHUNK = 8  # sampling: the decoder always sees this batch shape
 
 
 class ResBlock(nn.Module):
@@ -100,7 +85,7 @@ def upsampling_path(w: int, blocks_at_36: int) -> list[nn.Module]:
 class ImageEncoder(nn.Module):
     """(B, 4, 72, 72) image + group embedding -> posterior mean and log-variance of z. Training only."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: CVAEConfig):
         super().__init__()
         w = cfg.width
         self.net = nn.Sequential(
@@ -126,7 +111,7 @@ class ImageEncoder(nn.Module):
 class Decoder(nn.Module):
     """z + group embedding -> (B, 4, 72, 72) premultiplied RGBA in [0, 1]."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: CVAEConfig):
         super().__init__()
         w = cfg.width
         self.start = nn.Linear(cfg.z_dim + cfg.group_dim, 4 * w * 81)
@@ -151,7 +136,7 @@ def to_premultiplied(logits: torch.Tensor) -> torch.Tensor:
 class EmojiCVAE(nn.Module):
     """The whole generator: text encoder (prior over groups), group table, image encoder, decoder."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: CVAEConfig):
         super().__init__()
         self.cfg = cfg
         self.text = TextEncoder(cfg.text_buckets, cfg.text_dim, cfg.text_embed_dim, cfg.num_groups)
@@ -199,3 +184,26 @@ def vae_loss(
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum() / len(target)
     loss = (colour + alpha) / 1000 + beta * kl / 1000
     return loss, {"colour": colour.item() / 1000, "alpha": alpha.item() / 1000, "kl": kl.item()}
+
+
+@torch.no_grad()
+def sample(model: EmojiCVAE, plans: Sequence[Plan], text_vector: Callable[[str], torch.Tensor]) -> np.ndarray:
+    """(N, 4, 72, 72) premultiplied pixels: z from each plan's own RNG, decoded in fixed-size chunks (the
+    last one padded), so the decoder always sees the same batch shape and an image's bytes never depend on
+    how many requests shared the call. (The CVAE draws from the group alone: `text_vector` is unused.)"""
+    device = model.groups.weight.device
+    z = torch.stack([torch.randn(model.cfg.z_dim, generator=p.rng) for p in plans]) * Z_TEMPERATURE
+    groups = torch.tensor([p.group for p in plans])
+    out = []
+    for start in range(0, len(z), DECODE_CHUNK):
+        zc, gc = z[start : start + DECODE_CHUNK], groups[start : start + DECODE_CHUNK]
+        pad = DECODE_CHUNK - len(zc)
+        zc = torch.cat([zc, zc.new_zeros(pad, zc.shape[1])]).to(device)
+        gc = torch.cat([gc, gc.new_zeros(pad)]).to(device)
+        out.append(model.decode(zc, model.groups(gc)).float().cpu().numpy()[: DECODE_CHUNK - pad])
+    return np.concatenate(out)
+
+
+# the arch registry's names for this module (model.archs)
+Config = CVAEConfig
+Network = EmojiCVAE

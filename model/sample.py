@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from model.checkpoint import CheckpointError, load_model
+from model.archs import get_arch
+from model.checkpoint import CheckpointError, Meta, load_model
 from model.data import group_key
 from model.device import DeviceUnavailable, resolve_device
 from model.imaging import upscale
@@ -36,18 +37,10 @@ log = logging.getLogger(__name__)
 TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among plausible emoji
 MAX_CANDIDATES = 4
 TEXT_TEMPERATURE = 0.7
-Z_TEMPERATURE = 0.8
-DECODE_CHUNK = 8
-# v2 (maskgit): parallel decoding rounds, classifier-free guidance, code temperature, samples per call
-CODE_STEPS = 8
-GUIDANCE = 2.0
-CODE_TEMPERATURE = 1.0
-CODE_CHUNK = 4
-REMASK = 0.25  # v2: share of a bank emoji's codes drawn again (1.0: draw every code from scratch)
 MODIFIER_SEED = 0x5EED  # a mashup's second part draws from seed ^ this
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     """One drawing: its text, the group sampled for it and its own RNG."""
 
@@ -99,20 +92,16 @@ def to_rgba_image(premultiplied: np.ndarray) -> Image.Image:
 class Generator:
     """Loads a checkpoint once; turns texts into 72x72 RGBA emoji. Safe to use from one worker thread."""
 
-    def __init__(self, model, meta: dict, device: torch.device, source: str = "base"):
+    def __init__(self, model, meta: Meta, device: torch.device, source: str = "base"):
         self.model = model
         self.meta = meta
         self.device_obj = device
-        self.tokenizer = Tokenizer(model.cfg.text_buckets, meta["emoji_names"])
-        self.group_emoji: list[str] = meta["group_emoji"]
-        self.group_index = {key: i for i, key in enumerate(meta["groups"])}
+        self.tokenizer = Tokenizer(model.cfg.text_buckets, meta.emoji_names)
+        self.group_emoji: list[str] = meta.group_emoji
+        self.group_index = {key: i for i, key in enumerate(meta.groups)}
         self.arch = model.cfg.arch
-        self.name = f"{self.arch} · {meta.get('label', source)}"
-        # sampling knobs (module defaults; evaluation may sweep them)
-        self.text_temperature, self.top_p, self.z_temperature = TEXT_TEMPERATURE, TOP_P, Z_TEMPERATURE
-        self.code_steps, self.guidance, self.code_temperature = CODE_STEPS, GUIDANCE, CODE_TEMPERATURE
-        self.remask = REMASK
-        self._bank_members: list[list[int]] | None = None
+        self.name = f"{self.arch} · {meta.label}"
+        self.sample = get_arch(self.arch).network.sample  # the arch's (model, plans, text_vector) -> pixels
 
     @property
     def device(self) -> str:
@@ -159,9 +148,9 @@ class Generator:
 
     def _candidates(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nucleus of the sharpened group distribution: (group ids, their probabilities)."""
-        sharp = probs.clamp_min(1e-12).log().div(self.text_temperature).softmax(-1)
+        sharp = probs.clamp_min(1e-12).log().div(TEXT_TEMPERATURE).softmax(-1)
         values, ids = sharp.sort(descending=True)
-        keep = int((values.cumsum(0) < self.top_p).sum()) + 1
+        keep = int((values.cumsum(0) < TOP_P).sum()) + 1
         keep = max(1, min(keep, MAX_CANDIDATES))
         values = values[:keep]
         return ids[:keep], values / values.sum()
@@ -223,54 +212,7 @@ class Generator:
             rng = torch.Generator().manual_seed(seed_for(seed, k))
             pick = int(torch.multinomial(weights, 1, generator=rng))
             plans.append(Plan(text, int(ids[pick]), rng))
-        if self.arch == "maskgit":
-            return self._draw_codes(plans, {t: self.text_vector(t) for t in distinct})
-        noise = torch.stack([torch.randn(self.model.cfg.z_dim, generator=p.rng) for p in plans])
-        return self._decode(noise * self.z_temperature, torch.tensor([p.group for p in plans]))
-
-    def _decode(self, z: torch.Tensor, groups: torch.Tensor) -> np.ndarray:
-        """Decode in fixed-size chunks (the last one padded): the decoder always sees the same batch shape,
-        so an image's bytes never depend on how many requests shared the call."""
-        out = []
-        for start in range(0, len(z), DECODE_CHUNK):
-            zc, gc = z[start : start + DECODE_CHUNK], groups[start : start + DECODE_CHUNK]
-            pad = DECODE_CHUNK - len(zc)
-            zc = torch.cat([zc, zc.new_zeros(pad, zc.shape[1])]).to(self.device_obj)
-            gc = torch.cat([gc, gc.new_zeros(pad)]).to(self.device_obj)
-            out.append(
-                self.model.decode(zc, self.model.groups(gc)).float().cpu().numpy()[: DECODE_CHUNK - pad]
-            )
-        return np.concatenate(out)
-
-    def _draw_codes(self, plans: list[Plan], vectors: dict[str, torch.Tensor]) -> np.ndarray:
-        """v2: MaskGIT decoding of the plans (text vectors by text), in fixed chunks like `_decode`."""
-        from model.maskgit import sample_codes, seed_codes
-
-        out = []
-        if self._bank_members is None:
-            self._bank_members = self.model.bank_members()
-        for start in range(0, len(plans), CODE_CHUNK):
-            chunk = plans[start : start + CODE_CHUNK]
-            pad = CODE_CHUNK - len(chunk)
-            chunk = chunk + [Plan(chunk[0].text, chunk[0].group, torch.Generator().manual_seed(0))] * pad
-            groups = [p.group for p in chunk]
-            rngs = [p.rng for p in chunk]
-            condition = self.model.transformer.condition(
-                torch.stack([vectors[p.text] for p in chunk]),
-                self.model.groups(torch.tensor(groups, device=self.device_obj)),
-                len(chunk),
-            )
-            codes = sample_codes(
-                self.model,
-                condition,
-                rngs,
-                steps=self.code_steps,
-                guidance=self.guidance,
-                temperature=self.code_temperature,
-                init=seed_codes(self.model, groups, rngs, self.remask, self._bank_members),
-            )
-            out.append(self.model.decode_codes(codes).float().cpu().numpy()[: CODE_CHUNK - pad])
-        return np.concatenate(out)
+        return self.sample(self.model, plans, self.text_vector)
 
     def generate(self, texts: list[str], count: int = 1, seed: int | None = None) -> list[list[Image.Image]]:
         """count images for every text; a fixed seed gives the same images every time."""

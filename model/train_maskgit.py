@@ -1,4 +1,5 @@
-"""Training recipe of generator v2 (`emoji-train base --arch maskgit`): three phases in one time budget.
+"""Generator v2's trainer (`emoji-train base --arch maskgit`) and fine-tune task; the arch registry's
+trainer module for "maskgit" (model.archs). Three phases in one time budget:
 
 text phase        the text encoder, exactly as for the CVAE (skipped with --text-from CKPT)
 tokeniser phase   FSQ autoencoder: image -> 81 codes -> image (L1 colour + alpha BCE)
@@ -9,12 +10,15 @@ transformer phase every image's codes are fixed; the transformer learns masked c
 from __future__ import annotations
 
 import logging
+import random
 
 import torch
 
+from model.augment import augment
 from model.chat import chatify
-from model.maskgit import GRID, masked_code_loss
-from model.networks import ModelConfig, pixel_loss
+from model.maskgit import masked_code_loss, sample_codes
+from model.networks import pixel_loss
+from model.sample import Generator
 from model.text import to_device
 from model.train import Trainer, lr_at
 
@@ -31,12 +35,6 @@ class MaskGITTrainer(Trainer):
             "ae_opt": torch.optim.AdamW(ae_params, lr=a.lr, weight_decay=1e-4),
             "tf_opt": torch.optim.AdamW(tf_params, lr=a.tf_lr, betas=(0.9, 0.98), weight_decay=0.01),
         }
-
-    def prepare_resume(self, saved: ModelConfig) -> None:
-        if saved.bank_size:  # the saved state holds a code bank: make room for it
-            codes = torch.zeros(saved.bank_size, GRID * GRID, dtype=torch.int16)
-            for model in (self.model, self.ema):
-                model.set_bank(codes, torch.zeros(saved.bank_size, dtype=torch.long))
 
     def phase_bounds(self) -> tuple[float, float]:
         """Fractions of the budget where the tokeniser and the transformer phases start."""
@@ -117,3 +115,80 @@ class MaskGITTrainer(Trainer):
         loss = masked_code_loss(self.model, self.codes[image_ids.to(self.device)], vectors, groups)
         self.image_update(opt, loss)
         return {"code_loss": loss.item()}
+
+
+class MaskGITImages:
+    """Generator v2's image side: the transformer learns the codes of the new (augmented) images given
+    the new group and the name's text vector, and replays base emoji from the code bank (or codes the frozen
+    teacher draws), so the base emoji keep their looks. The new emoji join the code bank. The tokeniser stays
+    frozen."""
+
+    REPLAY = 192
+
+    def __init__(self, model, teacher, images, members, dev, trng, gen: Generator, names: dict[int, str]):
+        self.model, self.images, self.members, self.dev, self.trng = model, images, members, dev, trng
+        self.gen, self.names = gen, names
+        model.encoder.requires_grad_(False)
+        model.decoder.requires_grad_(False)
+        with torch.no_grad():  # the new emoji join the code bank: sampling can start from them
+            rows = [i for g in sorted(members) for i in members[g]]
+            new_codes = model.tokenize(images[torch.tensor(rows)].to(dev))
+            new_groups = torch.tensor([g for g in sorted(members) for _ in members[g]])
+            model.set_bank(
+                torch.cat([model.bank_codes, new_codes.to(model.bank_codes.device).to(torch.int16)]),
+                torch.cat([model.bank_groups.cpu(), new_groups]),
+            )
+        self.replay_groups, self.replay_codes = self._replay_bank(teacher)
+        texts = [meta_name(gen, int(g)) for g in self.replay_groups]
+        self.replay_vectors = torch.stack([gen.text_vector(t) for t in texts])
+
+    @torch.no_grad()
+    def _replay_bank(self, teacher) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base emoji to replay: rows of the teacher's code bank, or (no bank) codes the teacher draws."""
+        if teacher.bank_size:
+            rows = torch.randint(0, teacher.bank_size, (self.REPLAY,), generator=self.trng)
+            return teacher.bank_groups[rows.to(self.dev)].cpu(), teacher.bank_codes[rows.to(self.dev)].long()
+        groups = torch.randint(0, teacher.cfg.num_groups, (self.REPLAY,), generator=self.trng)
+        vectors = torch.stack([self.gen.text_vector(meta_name(self.gen, int(g))) for g in groups])
+        out = []
+        for i in range(0, self.REPLAY, 16):
+            g = groups[i : i + 16].to(self.dev)
+            rngs = [torch.Generator().manual_seed(1000 + i + k) for k in range(len(g))]
+            cond = teacher.transformer.condition(vectors[i : i + 16], teacher.groups(g), len(g))
+            out.append(sample_codes(teacher, cond, rngs))
+        return groups, torch.cat(out)
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": self.model.transformer.parameters(), "lr": 2e-4}]
+
+    def loss(self, rng: random.Random) -> torch.Tensor:
+        model, dev = self.model, self.dev
+        new_groups = [rng.choice(list(self.members)) for _ in range(16)]
+        picks = [rng.choice(self.members[g]) for g in new_groups]
+        with torch.no_grad():
+            codes = model.tokenize(augment(self.images[torch.tensor(picks)], self.trng).to(dev))
+            texts = [chatify(self.names[g], rng, 0.5) for g in new_groups]
+            vectors = model.text.embed(to_device(self.gen.tokenizer.encode(texts), dev))
+        new_loss = masked_code_loss(model, codes, vectors, torch.tensor(new_groups, device=dev), self.trng)
+        idx = torch.randint(0, self.REPLAY, (16,), generator=self.trng)
+        replay = masked_code_loss(
+            model,
+            self.replay_codes[idx.to(dev)],
+            self.replay_vectors[idx],
+            self.replay_groups[idx].to(dev),
+            self.trng,
+        )
+        return 2 * new_loss + replay
+
+
+def meta_name(gen: Generator, group: int) -> str:
+    """A base group's name (its representative emoji's CLDR name) to condition replayed codes on."""
+    emoji = gen.group_emoji[group]
+    return gen.tokenizer.emoji_names.get(emoji) or gen.tokenizer.emoji_names.get(
+        emoji.replace("\ufe0f", ""), emoji
+    )
+
+
+# the arch registry's names for this module (model.archs)
+Trainer = MaskGITTrainer
+FinetuneTask = MaskGITImages

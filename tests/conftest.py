@@ -22,7 +22,7 @@ def tiny_dataset_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session", params=["cvae", "maskgit"])
 def tiny_checkpoint(request, tiny_dataset_path, tmp_path_factory) -> Path:
     """A tiny model of each architecture, trained for seconds through the real `emoji-train base`."""
-    from model.train import main
+    from model.cli import main
 
     out = tmp_path_factory.mktemp("ckpt") / f"tiny-{request.param}.pt"
     rc = main(

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import bot.__main__
+import model.cli
 import model.sample
-import model.train
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 60  # importing torch or discord.py on a busy CPU
@@ -109,7 +109,7 @@ def all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentPa
 
 
 @pytest.mark.parametrize(
-    "parser", [model.sample.build_parser(), model.train.build_parser(), bot.__main__.build_parser()]
+    "parser", [model.sample.build_parser(), model.cli.build_parser(), bot.__main__.build_parser()]
 )
 def test_every_option_says_what_it_does_and_its_default(parser):
     for each in all_parsers(parser):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from model.finetune import FinetuneCancelled, augment, finetune, read_examples, to_premultiplied_tensor
+from model.augment import augment, to_premultiplied_tensor
+from model.cli import main as emoji_train
+from model.finetune import FinetuneCancelled, finetune, read_examples
 from model.sample import Generator
-from model.train import main as emoji_train
 
 
 def badge(colour: str, shape: str) -> Image.Image:
@@ -27,14 +28,14 @@ def test_new_names_are_understood_and_the_checkpoint_loads(tiny_checkpoint, tmp_
     assert result["names"] == 2 and result["steps"] == 25
     assert [p.step for p in seen] == list(range(1, 26)) and seen[-1].eta_s == 0
     gen = Generator.load(tmp_path / "server.pt", "cpu")
-    assert gen.meta["custom_names"] == sorted(n for n, _ in EXAMPLES)
+    assert gen.meta.custom_names == sorted(n for n, _ in EXAMPLES)
     probs = gen.group_probs(["party parrot", "우리팀 마스코트"])
-    picked = [gen.meta["groups"][int(i)] for i in probs.argmax(-1)]
+    picked = [gen.meta.groups[int(i)] for i in probs.argmax(-1)]
     assert picked == ["custom:party parrot", "custom:우리팀 마스코트"]
     base = Generator.load(tiny_checkpoint, "cpu")
     assert len(gen.group_emoji) == len(base.group_emoji) + 2  # every group keeps a sticker tag
     if gen.arch == "maskgit":  # v2 can start drawing the new emoji from their own codes
-        new_rows = gen.model.bank_groups[base.model.cfg.bank_size :].tolist()
+        new_rows = gen.model.bank_groups[base.model.bank_size :].tolist()
         assert sorted(new_rows) == [base.model.cfg.num_groups, base.model.cfg.num_groups + 1]
 
 

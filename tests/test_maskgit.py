@@ -4,16 +4,24 @@ import pytest
 import torch
 
 from model.checkpoint import load_model, read_checkpoint
+from model.cli import main as emoji_train
 from model.data import load_or_build
-from model.maskgit import FSQ, GRID, EmojiMaskGIT, masked_code_loss, sample_codes, seed_codes
-from model.networks import SIZES, ModelConfig
+from model.maskgit import (
+    FSQ,
+    GRID,
+    SIZES,
+    EmojiMaskGIT,
+    MaskGITConfig,
+    masked_code_loss,
+    sample_codes,
+    seed_codes,
+)
 from model.sample import Generator
-from model.train import main as emoji_train
 
 
 def tiny_model() -> EmojiMaskGIT:
     torch.manual_seed(0)
-    return EmojiMaskGIT(ModelConfig(arch="maskgit", num_groups=5, **SIZES["tiny"])).eval()
+    return EmojiMaskGIT(MaskGITConfig(num_groups=5, **SIZES["tiny"])).eval()
 
 
 def test_fsq_codes_and_values_agree():
@@ -77,7 +85,7 @@ def test_text_from_reuses_the_text_encoder_and_records_the_arch(tiny_dataset_pat
     assert [im.size for im in images] == [(72, 72)] * 2 and images[0].mode == "RGBA"
     # the code bank holds every training image's codes, under that image's group
     dataset = load_or_build(tiny_dataset_path)
-    assert v2_model.cfg.bank_size == len(dataset.images)
+    assert v2_model.bank_size == len(dataset.images)
     assert v2_model.bank_groups.tolist() == dataset.image_group.tolist()
 
 
@@ -116,4 +124,4 @@ def test_a_v2_run_resumes_after_its_code_bank_exists(tiny_dataset_path, tmp_path
     assert emoji_train([*argv, "--max-steps", "30", "--resume"]) == 0
     payload = read_checkpoint(out)
     assert payload["meta"]["step"] == 30
-    assert payload["config"]["bank_size"] == len(load_or_build(tiny_dataset_path).images)
+    assert len(payload["state_dict"]["bank_codes"]) == len(load_or_build(tiny_dataset_path).images)

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.checkpoint import ARCHS, SHIPPED_CHECKPOINT
+from model.archs import ARCHS
+from model.checkpoint import SHIPPED_CHECKPOINT
 from model.data import load_or_build
 from model.evaluate import NearestEmoji
 from model.sample import Generator
@@ -40,5 +41,5 @@ def test_keyword_samples_are_nearest_to_that_keywords_emoji(keyword, real_emoji,
 
 def test_shipped_checkpoint_is_small_and_describes_itself(shipped):
     assert SHIPPED_CHECKPOINT.stat().st_size <= 30 * 2**20
-    assert shipped.arch in ARCHS and len(shipped.meta["groups"]) == shipped.model.cfg.num_groups
-    assert shipped.meta["emoji_names"]["🍕"] == "pizza"  # emoji in prompts read as their CLDR name
+    assert shipped.arch in ARCHS and len(shipped.meta.groups) == shipped.model.cfg.num_groups
+    assert shipped.meta.emoji_names["🍕"] == "pizza"  # emoji in prompts read as their CLDR name
