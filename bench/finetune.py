@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from model.data import fit_square, load_or_build  # noqa: E402
 from model.evaluate import EVAL_SEED, NearestEmoji, cldr_sets, evaluate_set, image_features  # noqa: E402
 from model.finetune import finetune  # noqa: E402
+from model.prompt import name_key  # noqa: E402
 from model.sample import Generator  # noqa: E402
 
 log = logging.getLogger("bench.finetune")
@@ -142,7 +143,7 @@ def submitted_hits(gen: Generator, examples, dataset, samples: int) -> dict:
     arrays = np.stack([np.asarray(im) for per in drawn for im in per])
     nearest = (sq[None, :] - 2 * image_features(arrays) @ feats.T).argmin(1).reshape(len(names), samples)
     hits = nearest == np.arange(len(names))[:, None]
-    custom = {f"custom:{gen.clean_text(n)}": i for i, n in enumerate(names)}
+    custom = {f"custom:{name_key(n)}": i for i, n in enumerate(names)}
     groups = gen.meta.groups
     text_top1 = np.mean(
         [custom.get(groups[int(g)]) == i for i, g in enumerate(gen.group_probs(names).argmax(-1).tolist())]

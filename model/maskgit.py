@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -26,10 +26,8 @@ import torch.nn.functional as F
 
 from model.config import SHARED_SIZES, ModelConfig
 from model.networks import ResBlock, to_premultiplied, upsampling_path
+from model.plan import Plan
 from model.text import TextEncoder
-
-if TYPE_CHECKING:
-    from model.sample import Plan
 
 GRID = 9  # codes per side: one code per 8x8 pixels
 # sampling: parallel decoding rounds, classifier-free guidance, code temperature, samples per call

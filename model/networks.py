@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,10 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.config import SHARED_SIZES, ModelConfig
+from model.plan import Plan
 from model.text import TextEncoder
-
-if TYPE_CHECKING:
-    from model.sample import Plan
 
 
 @dataclass(frozen=True)

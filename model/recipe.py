@@ -48,5 +48,6 @@ class TrainConfig:
     device: str = "auto"
 
     @property
-    def recipe(self) -> str:
+    def command(self) -> str:
+        """The arguments as one line: what the checkpoint's meta records as its recipe."""
         return " ".join(self.argv)

@@ -29,6 +29,7 @@ from model.data import group_key
 from model.device import DeviceUnavailable, resolve_device
 from model.imaging import upscale
 from model.mashup import Mashup, compose, find_mashup
+from model.plan import Plan
 from model.prompt import EmptyTextError, clean_text
 from model.text import Tokenizer, to_device
 
@@ -38,15 +39,6 @@ TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among pl
 MAX_CANDIDATES = 4
 TEXT_TEMPERATURE = 0.7
 MODIFIER_SEED = 0x5EED  # a mashup's second part draws from seed ^ this
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One drawing: its text, the group sampled for it and its own RNG."""
-
-    text: str
-    group: int
-    rng: torch.Generator
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,7 @@ class Generator:
         self.group_index = {key: i for i, key in enumerate(meta.groups)}
         self.arch = model.cfg.arch
         self.name = f"{self.arch} · {meta.label}"
-        self.sample = get_arch(self.arch).network.sample  # the arch's (model, plans, text_vector) -> pixels
+        self.sampler = get_arch(self.arch).network.sample  # (model, plans, text_vector) -> pixels
 
     @property
     def device(self) -> str:
@@ -212,7 +204,7 @@ class Generator:
             rng = torch.Generator().manual_seed(seed_for(seed, k))
             pick = int(torch.multinomial(weights, 1, generator=rng))
             plans.append(Plan(text, int(ids[pick]), rng))
-        return self.sample(self.model, plans, self.text_vector)
+        return self.sampler(self.model, plans, self.text_vector)
 
     def generate(self, texts: list[str], count: int = 1, seed: int | None = None) -> list[list[Image.Image]]:
         """count images for every text; a fixed seed gives the same images every time."""

@@ -54,42 +54,42 @@ def lr_at(fraction: float, peak: float, warmup: float = 0.03) -> float:
 class Trainer:
     """Owns the model, optimisers, EMA copy and the time budget across phases and resumes (the CVAE)."""
 
-    def __init__(self, args: TrainConfig):
-        self.args = args
-        self.device = pick_device(args.device)
-        torch.manual_seed(args.seed)
-        self.rng = random.Random(args.seed)
-        cldr = find_cldr(args.cldr)
-        self.dataset = load_or_build(Path(args.data), args.font, cldr)
+    def __init__(self, recipe: TrainConfig):
+        self.recipe = recipe
+        self.device = pick_device(recipe.device)
+        torch.manual_seed(recipe.seed)
+        self.rng = random.Random(recipe.seed)
+        cldr = find_cldr(recipe.cldr)
+        self.dataset = load_or_build(Path(recipe.data), recipe.font, cldr)
         self.train_texts, self.held = split_texts(self.dataset)
         self.pairs = TextPairs.from_dataset(self.dataset, self.train_texts)
-        network = get_arch(args.arch).network
-        cfg = network.Config(num_groups=self.dataset.num_groups, **network.SIZES[args.size])
+        network = get_arch(recipe.arch).network
+        cfg = network.Config(num_groups=self.dataset.num_groups, **network.SIZES[recipe.size])
         self.tok = Tokenizer(cfg.text_buckets, emoji_names(cldr))
         self.model = build_model(cfg).to(self.device)
         self.text_ready = self.text_copied = False
-        if args.text_from:
-            self.copy_text_encoder(args.text_from)
+        if recipe.text_from:
+            self.copy_text_encoder(recipe.text_from)
         self.opts = self.make_optimizers()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.step, self.elapsed, self.image_steps = 0, 0.0, 0
-        self.state_path = Path(str(args.out) + ".train")
-        if args.resume:
+        self.state_path = Path(str(recipe.out) + ".train")
+        if recipe.resume:
             self._resume()
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         cvae_params = [p for n, p in self.model.named_parameters() if not n.startswith("text.")]
         return {
             "text_opt": torch.optim.AdamW(
-                self.model.text.parameters(), lr=self.args.text_lr, weight_decay=0.0
+                self.model.text.parameters(), lr=self.recipe.text_lr, weight_decay=0.0
             ),
-            "cvae_opt": torch.optim.AdamW(cvae_params, lr=self.args.lr, weight_decay=1e-4),
+            "cvae_opt": torch.optim.AdamW(cvae_params, lr=self.recipe.lr, weight_decay=1e-4),
         }
 
     def copy_text_encoder(self, path: str) -> None:
         """Start from another checkpoint's text encoder (same groups): the text phase is skipped."""
         payload = read_checkpoint(path)
-        if list(payload["meta"]["groups"]) != list(self.dataset.groups):
+        if Meta.from_dict(payload["meta"]).groups != list(self.dataset.groups):
             raise SystemExit(
                 f"error: {path} was trained on other emoji groups; cannot reuse its text encoder"
             )
@@ -104,16 +104,16 @@ class Trainer:
 
     @property
     def text_share(self) -> float:
-        return 0.0 if self.text_copied else self.args.text_share
+        return 0.0 if self.text_copied else self.recipe.text_share
 
     # -- budget ---------------------------------------------------------------------------------------
     @property
     def budget_s(self) -> float:
-        return self.args.minutes * 60
+        return self.recipe.minutes * 60
 
     def fraction(self) -> float:
         by_time = self.elapsed / self.budget_s
-        by_steps = self.step / self.args.max_steps if self.args.max_steps else 0.0
+        by_steps = self.step / self.recipe.max_steps if self.recipe.max_steps else 0.0
         return min(1.0, max(by_time, by_steps))
 
     # -- checkpoints ------------------------------------------------------------------------------------
@@ -123,10 +123,10 @@ class Trainer:
             groups=list(ds.groups),
             group_emoji=[ds.representative(g) for g in range(ds.num_groups)],
             emoji_names=self.tok.emoji_names,
-            label=self.args.label,
+            label=self.recipe.label,
             step=self.step,
             elapsed_s=round(self.elapsed, 1),
-            recipe=self.args.recipe,
+            recipe=self.recipe.command,
         )
 
     def save(self, final: bool = False) -> None:
@@ -141,8 +141,8 @@ class Trainer:
         }
         save_checkpoint(self.state_path, self.ema, self.meta(), extra=extra)
         if final:
-            save_checkpoint(self.args.out, self.ema, self.meta(), half=self.args.half)
-            log.info("wrote %s (%.1f MB)", self.args.out, Path(self.args.out).stat().st_size / 2**20)
+            save_checkpoint(self.recipe.out, self.ema, self.meta(), half=self.recipe.half)
+            log.info("wrote %s (%.1f MB)", self.recipe.out, Path(self.recipe.out).stat().st_size / 2**20)
 
     def _resume(self) -> None:
         if not self.state_path.is_file():
@@ -162,14 +162,14 @@ class Trainer:
         self.text_copied = bool(extra.get("text_copied", False))
         if self.text_ready:
             self.model.text.requires_grad_(False)
-        log.info("resumed at step %d (%.1f of %.1f min)", self.step, self.elapsed / 60, self.args.minutes)
+        log.info("resumed at step %d (%.1f of %.1f min)", self.step, self.elapsed / 60, self.recipe.minutes)
 
     # -- phases ---------------------------------------------------------------------------------------
     def text_step(self, fraction: float) -> float:
-        texts, groups = self.pairs.sample(self.rng, self.args.text_batch)
+        texts, groups = self.pairs.sample(self.rng, self.recipe.text_batch)
         opt = self.opts["text_opt"]
         for group in opt.param_groups:
-            group["lr"] = lr_at(fraction, self.args.text_lr)
+            group["lr"] = lr_at(fraction, self.recipe.text_lr)
         logits = self.model.text(to_device(self.tok.encode(texts), self.device))
         loss = F.cross_entropy(logits, torch.tensor(groups, device=self.device), label_smoothing=0.05)
         opt.zero_grad(set_to_none=True)
@@ -180,12 +180,12 @@ class Trainer:
     def cvae_step(self, images: torch.Tensor, group_images: list[np.ndarray], fraction: float) -> dict:
         """One step: the VAE path on a quarter of the batch (any image, so variants are modelled), the
         prior path on the rest (one group at a time, so every emoji gets drawn, people do not dominate)."""
-        n_post = max(1, int(self.args.batch_size * self.args.posterior_share))
-        n_prior = self.args.batch_size - n_post
+        n_post = max(1, int(self.recipe.batch_size * self.recipe.posterior_share))
+        n_prior = self.recipe.batch_size - n_post
         opt = self.opts["cvae_opt"]
         for group in opt.param_groups:
-            group["lr"] = lr_at(fraction, self.args.lr)
-        beta = self.args.beta * min(1.0, fraction / 0.05)
+            group["lr"] = lr_at(fraction, self.recipe.lr)
+        beta = self.recipe.beta * min(1.0, fraction / 0.05)
 
         idx = torch.tensor([self.rng.randrange(len(images)) for _ in range(n_post)])
         x = images[idx].to(self.device, non_blocking=True)
@@ -200,7 +200,7 @@ class Trainer:
             g = self.model.groups(torch.tensor(groups, device=self.device))
             prior_logits = self.model.decoder.logits(z, g)
             prior = best_of_group_loss(prior_logits, images[members].to(self.device), valid.to(self.device))
-            loss = loss + self.args.prior_weight * prior / 1000
+            loss = loss + self.recipe.prior_weight * prior / 1000
             parts["prior"] = prior.item() / 1000
         self.image_update(opt, loss)
         return parts
@@ -216,7 +216,7 @@ class Trainer:
     def update_ema(self) -> None:
         """EMA of the trainable weights, with a warm-up so early steps are not averaged with noise."""
         self.image_steps += 1
-        decay = min(self.args.ema, (1 + self.image_steps) / (10 + self.image_steps))
+        decay = min(self.recipe.ema, (1 + self.image_steps) / (10 + self.image_steps))
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                 if p.requires_grad:
@@ -260,7 +260,7 @@ class Trainer:
     def run(self) -> None:
         self.held_texts, self.held_targets = held_out_targets(self.dataset, self.held)
         self.prepare()
-        progress = Progress(f"train {self.args.arch} {self.args.size}")
+        progress = Progress(f"train {self.recipe.arch} {self.recipe.size}")
         last_save = time.monotonic()
         while self.fraction() < 1.0:
             t0 = time.monotonic()
@@ -268,10 +268,10 @@ class Trainer:
             self.step += 1
             self.elapsed += time.monotonic() - t0
             eta = self.budget_s - self.elapsed
-            if self.args.max_steps:
-                eta = min(eta, self.elapsed / max(1, self.step) * (self.args.max_steps - self.step))
+            if self.recipe.max_steps:
+                eta = min(eta, self.elapsed / max(1, self.step) * (self.recipe.max_steps - self.step))
             progress.update(self.fraction(), self.step, max(0.0, eta), **metrics)
-            if time.monotonic() - last_save > self.args.save_every * 60:
+            if time.monotonic() - last_save > self.recipe.save_every * 60:
                 self.save()
                 last_save = time.monotonic()
         progress.close()

@@ -27,7 +27,7 @@ log = logging.getLogger("emoji-train")
 
 class MaskGITTrainer(Trainer):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        m, a = self.model, self.args
+        m, a = self.model, self.recipe
         tf_params = list(m.transformer.parameters()) + list(m.groups.parameters())
         ae_params = list(m.encoder.parameters()) + list(m.decoder.parameters())
         return {
@@ -39,7 +39,7 @@ class MaskGITTrainer(Trainer):
     def phase_bounds(self) -> tuple[float, float]:
         """Fractions of the budget where the tokeniser and the transformer phases start."""
         ae_start = self.text_share
-        return ae_start, ae_start + (1 - ae_start) * self.args.ae_share
+        return ae_start, ae_start + (1 - ae_start) * self.recipe.ae_share
 
     def train_step(self, fraction: float) -> dict[str, float]:
         ae_start, tf_start = self.phase_bounds()
@@ -57,8 +57,8 @@ class MaskGITTrainer(Trainer):
     def tokeniser_step(self, fraction: float) -> dict[str, float]:
         opt = self.opts["ae_opt"]
         for group in opt.param_groups:
-            group["lr"] = lr_at(fraction, self.args.lr)
-        idx = torch.tensor([self.rng.randrange(len(self.images)) for _ in range(self.args.batch_size)])
+            group["lr"] = lr_at(fraction, self.recipe.lr)
+        idx = torch.tensor([self.rng.randrange(len(self.images)) for _ in range(self.recipe.batch_size)])
         x = self.images[idx].to(self.device, non_blocking=True)
         loss = pixel_loss(self.model.reconstruct(x), x).mean() / 1000
         self.image_update(opt, loss)
@@ -110,8 +110,8 @@ class MaskGITTrainer(Trainer):
     def transformer_step(self, fraction: float) -> dict[str, float]:
         opt = self.opts["tf_opt"]
         for group in opt.param_groups:
-            group["lr"] = lr_at(fraction, self.args.tf_lr)
-        image_ids, groups, vectors = self.condition_batch(self.args.tf_batch)
+            group["lr"] = lr_at(fraction, self.recipe.tf_lr)
+        image_ids, groups, vectors = self.condition_batch(self.recipe.tf_batch)
         loss = masked_code_loss(self.model, self.codes[image_ids.to(self.device)], vectors, groups)
         self.image_update(opt, loss)
         return {"code_loss": loss.item()}

@@ -126,3 +126,25 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 def test_related_emoji_is_an_emoji_of_the_model(tiny_checkpoint):
     gen = Generator.load(tiny_checkpoint, "cpu")
     assert gen.related_emoji("고양이") in gen.group_emoji
+
+
+def test_draw_returns_images_tag_and_reading_in_one_record(tiny_checkpoint):
+    gen = Generator.load(tiny_checkpoint, "cpu")
+    plain, mashup = gen.draw([("고양이", 2, 3), ("🐱 + 🍕", 1, 3)])
+    assert [im.size for im in plain.images] == [(72, 72)] * 2 and plain.parts is None
+    assert plain.tag == gen.related_emoji("고양이") and mashup.parts == ("🐱", "🍕")
+    assert [d.images for d in gen.draw([("고양이", 2, 3)])] == gen.generate_batch([("고양이", 2, 3)])
+
+
+def test_device_keeps_its_index(tiny_checkpoint):
+    import torch
+
+    from model.device import DeviceUnavailable, resolve_device
+
+    gen = Generator.load(tiny_checkpoint, "cpu")
+    assert gen.device == "cpu"
+    assert Generator(gen.model, gen.meta, torch.device("cuda", 1)).device == "cuda:1"
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailable, match="no CUDA GPU"):
+            resolve_device("cuda:1")

@@ -124,4 +124,5 @@ def test_a_v2_run_resumes_after_its_code_bank_exists(tiny_dataset_path, tmp_path
     assert emoji_train([*argv, "--max-steps", "30", "--resume"]) == 0
     payload = read_checkpoint(out)
     assert payload["meta"]["step"] == 30
+    assert payload["meta"]["recipe"] == " ".join([*argv, "--max-steps", "30", "--resume"])  # main's argv
     assert len(payload["state_dict"]["bank_codes"]) == len(load_or_build(tiny_dataset_path).images)

@@ -1,0 +1,19 @@
+"""What a sampler is handed: one drawing's text, the group sampled for it and its own RNG.
+
+Generator plans (text -> group, seed -> RNG); each arch's `sample` turns plans into pixels (model.archs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One drawing: its text, the group sampled for it and its own RNG."""
+
+    text: str
+    group: int
+    rng: torch.Generator
