@@ -33,8 +33,6 @@ from model.plan import Plan
 from model.prompt import EmptyTextError, clean_text
 from model.text import Tokenizer, to_device
 
-log = logging.getLogger(__name__)
-
 TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among plausible emoji
 MAX_CANDIDATES = 4
 TEXT_TEMPERATURE = 0.7
