@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.results import ResultRecord  # noqa: E402
 from bot.views import Result, render_files  # noqa: E402
 from bot.worker import GenerationWorker  # noqa: E402
 
@@ -95,9 +96,8 @@ async def bench_worker(generator, n: int, max_batch: int, *, render: bool = True
         started = time.perf_counter()
         text = PROMPTS[i % len(PROMPTS)]
         generation = await worker.submit(text, 1, i).future
-        result = Result(
-            text, i, 1, False, 0, generation.images, generation.related_emoji, generation.model_name
-        )
+        record = ResultRecord(i + 1, None, 0, text, i, 1, False, generation.model_name)
+        result = Result(record, generation.drawing)
         files = await asyncio.to_thread(render_files, result) if render else [("-", b"-")]
         run.image_s.append(time.perf_counter() - started)
         run.images += len(generation.images)

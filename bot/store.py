@@ -17,7 +17,6 @@ import json
 import logging
 import sqlite3
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -28,6 +27,7 @@ from discord.utils import escape_markdown
 from bot.replies import UserError
 from bot.sqlite import SqliteStore
 from bot.validation import NormalisedImage
+from model.prompt import name_key  # torch-free; the key fine-tuning groups names by too
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +157,6 @@ def _id(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"not a Discord/SQLite id: {value!r}")
     return value
-
-
-def name_key(name: str) -> str:
-    """The one key a training emoji's name is stored, listed, found and removed by.
-
-    NFC (macOS types Korean decomposed), control characters as spaces, single spaces, casefolded: the
-    name typed into ``remove`` finds what ``add`` or ``import`` stored, however it was typed.
-    """
-    text = unicodedata.normalize("NFC", name)
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
-    return unicodedata.normalize("NFC", " ".join(text.casefold().split()))
 
 
 class SubmissionStore(SqliteStore):

@@ -195,15 +195,10 @@ class TrainingManager:
         return state
 
     def _total_steps(self, names: int) -> int:
-        import torch
-
+        from model.device import resolve_device
         from model.finetune import auto_steps
 
-        device = self.config.device
-        dev = torch.device(
-            "cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu")
-        )
-        steps = auto_steps(names, dev)
+        steps = auto_steps(names, resolve_device(self.config.device))
         if self.config.finetune_steps is not None:
             steps = min(steps, self.config.finetune_steps)
         return steps

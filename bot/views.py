@@ -12,7 +12,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from PIL import Image
@@ -20,30 +20,40 @@ from PIL import Image
 from bot import imaging
 from bot.naming import emoji_name
 from bot.replies import send_ephemeral
-from bot.results import SaveKind
+from bot.results import ResultRecord, SaveKind
+
+if TYPE_CHECKING:
+    from model import Drawing
 
 log = logging.getLogger(__name__)
 
 EMBED_COLOUR = discord.Colour(0xF7B500)
+FALLBACK_TAG = "🙂"  # a sticker needs a tag; a model that found none gets this one
 
 
 @dataclass(frozen=True)
 class Result:
-    """One finished generation, enough to render it again and to act on its buttons."""
+    """A posted ``/emoji`` result: the stored request, the model's drawing for it, which candidate is
+    shown and what it was saved as. Enough to render it again and to act on its buttons."""
 
-    text: str
-    seed: int
-    count: int
-    private: bool
-    requester_id: int
-    images: list[Image.Image]
-    tag: str  # related Unicode emoji, the sticker's required tag
-    model_name: str
+    record: ResultRecord  # the request; its id is what the buttons name
+    drawing: Drawing  # images, sticker tag and mashup parts, as the model returned them
     pick: int | None = None  # index of the chosen candidate, once picked
-    mashup: str = ""  # "base + modifier" for a mashup
-    result_id: int = 0  # the ResultStore row the buttons name
-    guild_id: int | None = None  # None in DMs: no save buttons
     saved: dict[SaveKind, str] = field(default_factory=dict)  # what the chosen image was saved as
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return self.drawing.images
+
+    @property
+    def tag(self) -> str:
+        """The related Unicode emoji, the sticker's required tag."""
+        return self.drawing.tag or FALLBACK_TAG
+
+    @property
+    def mashup(self) -> str:
+        """ "base + modifier" when the text was drawn as a mashup, else ""."""
+        return " + ".join(self.drawing.parts) if self.drawing.parts else ""
 
     @property
     def chosen(self) -> Image.Image | None:
@@ -55,11 +65,11 @@ class Result:
     @property
     def decided(self) -> bool:
         """Whether one image is shown (and can be saved), rather than candidates to pick from."""
-        return self.pick is not None or self.count == 1
+        return self.pick is not None or self.record.count == 1
 
     @property
     def name(self) -> str:
-        return emoji_name(self.text, self.seed)
+        return emoji_name(self.record.text, self.record.seed)
 
 
 def render_files(result: Result) -> list[tuple[str, bytes]]:
@@ -67,7 +77,8 @@ def render_files(result: Result) -> list[tuple[str, bytes]]:
 
     CPU work (resizing, PNG encoding): call it through ``asyncio.to_thread``.
     """
-    meta: dict[str, Any] = {"text": result.text, "seed": result.seed, "model": result.model_name}
+    record = result.record
+    meta: dict[str, Any] = {"text": record.text, "seed": record.seed, "model": record.model_name}
     name = result.name
     chosen = result.chosen
     if chosen is not None:
@@ -86,17 +97,18 @@ def render_files(result: Result) -> list[tuple[str, bytes]]:
 
 
 def result_embed(result: Result) -> discord.Embed:
+    record = result.record
     embed = discord.Embed(
-        description=f"**{discord.utils.escape_markdown(result.text)}**", colour=EMBED_COLOUR
+        description=f"**{discord.utils.escape_markdown(record.text)}**", colour=EMBED_COLOUR
     )
-    embed.add_field(name="Seed", value=str(result.seed))
-    embed.add_field(name="Model", value=result.model_name)
+    embed.add_field(name="Seed", value=str(record.seed))
+    embed.add_field(name="Model", value=record.model_name)
     if result.mashup:
         embed.add_field(name="Mashup", value=discord.utils.escape_markdown(result.mashup))
     if result.chosen is None:
-        embed.add_field(name="Candidates", value=f"{result.count}: pick one with the buttons", inline=False)
+        embed.add_field(name="Candidates", value=f"{record.count}: pick one with the buttons", inline=False)
     elif result.pick is not None:
-        embed.add_field(name="Candidate", value=f"{result.pick + 1} of {result.count}")
+        embed.add_field(name="Candidate", value=f"{result.pick + 1} of {record.count}")
     return embed
 
 
@@ -112,22 +124,23 @@ BUTTON_TEMPLATE = r"emoji:(?P<action>pick|reroll|save-emoji|save-sticker):(?P<pi
 def result_view(result: Result) -> discord.ui.View:
     """The buttons for one result message; persistent (no timeout), answered by ``ResultButton``."""
     view = discord.ui.View(timeout=None)
+    result_id = result.record.id
     number = 0 if result.pick is None else result.pick + 1
     if not result.decided:
-        for index in range(result.count):
-            view.add_item(ResultButton("pick", index + 1, result.result_id, label=f"Pick {index + 1}", row=0))
+        for index in range(result.record.count):
+            view.add_item(ResultButton("pick", index + 1, result_id, label=f"Pick {index + 1}", row=0))
     view.add_item(
         ResultButton(
             "reroll",
             number,
-            result.result_id,
+            result_id,
             label="Reroll",
             emoji="🔁",
             row=1,
             style=discord.ButtonStyle.primary,
         )
     )
-    if result.decided and result.guild_id is not None:
+    if result.decided and result.record.guild_id is not None:  # no saving in DMs
         for kind, action, label, emoji in (
             (SaveKind.EMOJI, "save-emoji", "Add as server emoji", "➕"),
             (SaveKind.STICKER, "save-sticker", "Add as sticker", "🏷️"),
@@ -137,7 +150,7 @@ def result_view(result: Result) -> discord.ui.View:
                 ResultButton(
                     action,
                     number,
-                    result.result_id,
+                    result_id,
                     label=f"Added {saved}"[:80] if saved else label,
                     emoji="✅" if saved else emoji,
                     row=1,

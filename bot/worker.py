@@ -20,7 +20,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,22 +29,20 @@ from bot.handoff import set_exception, set_result, to_loop
 if TYPE_CHECKING:
     from PIL import Image
 
-log = logging.getLogger(__name__)
+    from model import Drawing
 
-FALLBACK_EMOJI = "🙂"
+log = logging.getLogger(__name__)
 
 
 class GeneratorLike(Protocol):
-    """What the worker needs from ``model.Generator`` (fakes in unit tests implement the same)."""
+    """What the bot needs from ``model.Generator`` (fakes in unit tests implement the same)."""
 
     name: str
     device: str
 
-    def generate_batch(self, jobs: list[tuple[str, int, int]]) -> list[list[Image.Image]]: ...
-
-    def related_emoji(self, text: str) -> str: ...
-
     def clean_text(self, text: str) -> str: ...
+
+    def draw(self, jobs: Sequence[tuple[str, int, int]]) -> list[Drawing]: ...
 
 
 class WorkerError(RuntimeError):
@@ -74,12 +72,16 @@ class WorkerNotStarted(WorkerError):
 
 @dataclass(frozen=True)
 class Generation:
-    """What one request produced: its images (RGBA 72×72), a sticker tag and the model's name."""
+    """What one request produced: the model's ``Drawing`` as it came (images, tag, mashup parts) and the
+    name of the model that drew it (a redraw by another model would not be the same image)."""
 
-    images: list[Image.Image]
-    related_emoji: str
+    drawing: Drawing
     model_name: str
-    mashup: str = ""  # "base + modifier" when the text asked for a mashup
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """The candidates, RGBA 72×72."""
+        return self.drawing.images
 
 
 @dataclass(eq=False)
@@ -340,7 +342,7 @@ class GenerationWorker:
             if self._stopping:
                 return None
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            self._running = batch
+            self._running = list(batch)  # shrinks as requests are answered (``_finish``)
             return batch
 
     def _generate(self, batch: list[_Request]) -> None:
@@ -352,9 +354,9 @@ class GenerationWorker:
         for generator, requests in by_model.values():
             jobs = [(r.text, r.count, r.seed) for r in requests]
             try:
-                outputs: list[Any] = generator.generate_batch(jobs)
+                outputs: list[Any] = generator.draw(jobs)
                 if len(outputs) != len(jobs):
-                    raise RuntimeError(f"generate_batch returned {len(outputs)} results for {len(jobs)} jobs")
+                    raise RuntimeError(f"draw returned {len(outputs)} drawings for {len(jobs)} jobs")
             except Exception:
                 if len(jobs) == 1:
                     log.exception("Generation failed for %r", requests[0].text)
@@ -362,46 +364,32 @@ class GenerationWorker:
                 else:
                     # Isolate the culprit: one bad request must not fail its batch mates.
                     outputs = [self._generate_one(generator, r) for r in requests]
-            for request, images in zip(requests, outputs, strict=True):
-                self._finish(request, generator, images)
+            for request, drawing in zip(requests, outputs, strict=True):
+                self._finish(request, generator, drawing)
         elapsed = time.perf_counter() - started
         self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * (elapsed / len(batch))
         self.requests_done += len(batch)
 
-    def _generate_one(self, generator: GeneratorLike, request: _Request) -> list[Image.Image] | None:
+    def _generate_one(self, generator: GeneratorLike, request: _Request) -> Drawing | None:
         try:
-            return generator.generate_batch([(request.text, request.count, request.seed)])[0]
+            return generator.draw([(request.text, request.count, request.seed)])[0]
         except Exception:
             log.exception("Generation failed for %r", request.text)
             return None
 
-    def _finish(self, request: _Request, generator: GeneratorLike, images: list[Image.Image] | None) -> None:
+    def _finish(self, request: _Request, generator: GeneratorLike, drawing: Drawing | None) -> None:
         with self._cond:
+            with contextlib.suppress(ValueError):  # answered: no longer counted as pending
+                self._running.remove(request)
             if request.cancelled:
                 return  # withdrawn, expired or already failed by stop()
             request.cancelled = True  # answered: the watchdog must not fail it too
-        if images is None:
-            error: Exception = GenerationFailed("the model raised an error")
-            to_loop(request.loop, set_exception, request.future, error)
+        if drawing is None:
+            to_loop(
+                request.loop, set_exception, request.future, GenerationFailed("the model raised an error")
+            )
             return
-        try:
-            tag = generator.related_emoji(request.text) or FALLBACK_EMOJI
-        except Exception:
-            log.warning("related_emoji failed for %r", request.text, exc_info=True)
-            tag = FALLBACK_EMOJI
-        result = Generation(list(images), tag, generator.name, describe_mashup(generator, request.text))
-        to_loop(request.loop, set_result, request.future, result)
-
-
-def describe_mashup(generator: GeneratorLike, text: str) -> str:
-    """ "base + modifier" if the model reads the text as a mashup (generators without mashups: "")."""
-    reader = getattr(generator, "mashup", None)
-    try:
-        parts = reader(text) if reader else None
-    except Exception:
-        log.warning("mashup reading failed for %r", text, exc_info=True)
-        return ""
-    return f"{parts.base} + {parts.modifier}" if parts else ""
+        to_loop(request.loop, set_result, request.future, Generation(drawing, generator.name))
 
 
 class GenerationFailed(WorkerError):

@@ -55,17 +55,17 @@ def deferred(env, result) -> bool:
 
 
 class Gate:
-    """Holds the model inside generate_batch until opened (a real thread blocking, as a slow GPU would)."""
+    """Holds the model inside draw until opened (a real thread blocking, as a slow GPU would)."""
 
     def __init__(self, generator, monkeypatch) -> None:
         self.event = threading.Event()
-        original = generator.generate_batch
+        original = generator.draw
 
         def gated(jobs):
             self.event.wait(20)
             return original(jobs)
 
-        monkeypatch.setattr(generator, "generate_batch", gated)
+        monkeypatch.setattr(generator, "draw", gated)
 
     def open_after(self, seconds: float, before=None) -> threading.Timer:
         def fire():
@@ -376,7 +376,7 @@ async def test_waiting_user_sees_queue_position_then_the_image(simcord_env, monk
 async def test_model_error_gets_a_message_and_the_bot_keeps_serving(simcord_env, monkeypatch):
     guild, channel, alice, _ = setup_guild(simcord_env)
     generator = simcord_env.bot.worker.base
-    original = generator.generate_batch
+    original = generator.draw
     calls = []
 
     def flaky(jobs):
@@ -385,7 +385,7 @@ async def test_model_error_gets_a_message_and_the_bot_keeps_serving(simcord_env,
             raise RuntimeError("CUDA out of memory (simulated)")
         return original(jobs)
 
-    monkeypatch.setattr(generator, "generate_batch", flaky)
+    monkeypatch.setattr(generator, "draw", flaky)
 
     failed = await alice.slash(channel, "emoji", text="축하해")
     assert "couldn't draw" in failed.response.content

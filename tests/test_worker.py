@@ -1,7 +1,7 @@
 """GenerationWorker unit tests with a fake generator: batching, ordering, isolation, deadlines, shutdown.
 
 These run a real thread and a real event loop; only the model is replaced (the worker's contract
-with it is ``generate_batch``/``related_emoji``/``clean_text``/``name``/``device``).
+with it is ``GeneratorLike``: ``name``, ``device``, ``clean_text`` and ``draw``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 from bot.worker import DeadlineExceeded, GenerationFailed, GenerationWorker, QueueFull, WorkerStopped
+from model import Drawing
 
 pytestmark = pytest.mark.asyncio
 
 
 class FakeGenerator:
-    """Records each generate_batch call; images encode (text, index) so results can be matched to requests."""
+    """Records each draw call; images encode (text, index) so results can be matched to requests."""
 
     def __init__(self, name: str = "fake", *, fail_on: str | None = None) -> None:
         self.name = name
@@ -35,16 +36,14 @@ class FakeGenerator:
             raise ValueError("empty")
         return text.strip()
 
-    def related_emoji(self, text: str) -> str:
-        return "🎉"
-
-    def generate_batch(self, jobs):
+    def draw(self, jobs):
         self.entered.set()
         self.gate.wait(10)
         self.calls.append(list(jobs))
         if self.fail_on is not None and any(text == self.fail_on for text, _, _ in jobs):
             raise RuntimeError(f"model exploded on {self.fail_on!r}")
-        return [[self.image(text, seed, i) for i in range(count)] for text, count, seed in jobs]
+        images = [[self.image(text, seed, i) for i in range(count)] for text, count, seed in jobs]
+        return [Drawing(row, "🎉", None) for row in images]
 
     @staticmethod
     def image(text: str, seed: int, index: int) -> Image.Image:
@@ -73,7 +72,7 @@ async def test_concurrent_requests_are_batched_and_results_match_their_requests(
 
     for i, result in enumerate(results):
         assert [image.info["text"] for image in result.images] == [f"t{i}"] * (1 + i % 3)
-        assert result.model_name == "fake" and result.related_emoji == "🎉"
+        assert result.model_name == "fake" and result.drawing.tag == "🎉"
     sizes = [len(call) for call in generator.calls]
     assert max(sizes) == 4 and sum(sizes) == 9  # batched, and never more than max_batch
     order = [text for call in generator.calls for text, _, _ in call]
@@ -218,13 +217,13 @@ async def test_guild_generators_fall_back_to_base_and_swap_without_restart():
 
 async def test_event_loop_is_never_blocked_by_generation():
     generator = FakeGenerator()
-    original = generator.generate_batch
+    original = generator.draw
 
     def slow(jobs):
         threading.Event().wait(0.3)  # a slow model call
         return original(jobs)
 
-    generator.generate_batch = slow
+    generator.draw = slow
     worker = await started(generator)
     try:
         loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ from bot.replies import send_ephemeral
 from bot.results import ResultRecord, SaveKind
 from bot.views import Result, ResultButton, as_files, render_files, result_embed, result_view
 from bot.worker import DeadlineExceeded, Generation, GenerationFailed, QueueFull, WorkerError, WorkerStopped
+from model import MAX_TEXT_CHARS  # torch-free: the model's prompt limit, which Discord enforces too
 
 if TYPE_CHECKING:
     from bot.app import EmojiBot
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SEED = 2**31 - 1
-MAX_TEXT = 100
 MAX_COUNT = 4
 DRAWN_CACHE = 256  # recent results kept in memory, so their buttons need no redraw
 GONE = "I no longer have this emoji, sorry. Make a new one with `/emoji`!"
@@ -112,7 +112,7 @@ class Generate(commands.Cog):
     async def emoji(
         self,
         interaction: discord.Interaction,
-        text: app_commands.Range[str, 1, MAX_TEXT],
+        text: app_commands.Range[str, 1, MAX_TEXT_CHARS],
         count: app_commands.Range[int, 1, MAX_COUNT] = 1,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         private: bool = False,
@@ -143,8 +143,8 @@ class Generate(commands.Cog):
         if seed is not None and (not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
             await self._refuse(interaction, f"`seed` must be a whole number from 0 to {MAX_SEED}.")
             return
-        if not isinstance(text, str) or len(text) > MAX_TEXT:
-            await self._refuse(interaction, f"Keep it to {MAX_TEXT} characters, please.")
+        if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+            await self._refuse(interaction, f"Keep it to {MAX_TEXT_CHARS} characters, please.")
             return
         try:
             text = self.worker.clean_text(text)
@@ -226,15 +226,16 @@ class Generate(commands.Cog):
                 attachments=as_files(files),
                 view=result_view(result),
             )
+            record = result.record
             log.info(
                 "Drew %r (seed %s, %d) for user %s",
-                result.text,
-                result.seed,
-                result.count,
-                result.requester_id,
+                record.text,
+                record.seed,
+                record.count,
+                record.requester_id,
             )
         except discord.HTTPException:
-            log.exception("Could not deliver the image for %r", result.text)
+            log.exception("Could not deliver the image for %r", result.record.text)
             await self._edit(interaction, content="⚠️ Discord would not take the image. Please try again.")
 
     # ----------------------------------------------------------------- the buttons
@@ -305,7 +306,7 @@ class Generate(commands.Cog):
                 description = f"Made by text2emoji from “{record.text}”"[:100]
                 name = sticker_name(record.text, record.seed)
                 done = await expressions.add_sticker(
-                    interaction, image, name, description, generation.related_emoji
+                    interaction, image, name, description, self._result(record, generation).tag
                 )
             if done is None:
                 return
@@ -364,21 +365,7 @@ class Generate(commands.Cog):
         pick: int | None = None,
         saved: dict[SaveKind, str] | None = None,
     ) -> Result:
-        return Result(
-            text=record.text,
-            seed=record.seed,
-            count=record.count,
-            private=record.private,
-            requester_id=record.requester_id,
-            images=generation.images,
-            tag=generation.related_emoji,
-            model_name=generation.model_name,
-            pick=pick,
-            mashup=generation.mashup,
-            result_id=record.id,
-            guild_id=record.guild_id,
-            saved=saved or {},
-        )
+        return Result(record, generation.drawing, pick=pick, saved=saved or {})
 
     # ----------------------------------------------------------------- answers
 

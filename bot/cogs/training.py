@@ -22,6 +22,7 @@ from bot import checks, validation
 from bot.replies import send_ephemeral
 from bot.store import LimitReached, RunAlreadyActive, RunStatus, StoreError, Submission
 from bot.training import RunState, TrainingError
+from model import MAX_TEXT_CHARS  # torch-free
 
 if TYPE_CHECKING:
     from bot.app import EmojiBot
@@ -234,7 +235,7 @@ class Training(commands.Cog):
     async def add(
         self,
         interaction: discord.Interaction,
-        name: app_commands.Range[str, 1, 100],
+        name: app_commands.Range[str, 1, MAX_TEXT_CHARS],
         image: discord.Attachment,
     ) -> None:
         """Add one emoji for this server's model to learn."""
@@ -350,7 +351,9 @@ class Training(commands.Cog):
 
     @train.command(name="remove")
     @app_commands.describe(name="The training emoji's name")
-    async def remove(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100]) -> None:
+    async def remove(
+        self, interaction: discord.Interaction, name: app_commands.Range[str, 1, MAX_TEXT_CHARS]
+    ) -> None:
         """Forget one training emoji."""
         guild_id = self._guild(interaction)
         removed = await asyncio.to_thread(self.store.remove, guild_id, name)  # found by name_key
