@@ -277,19 +277,25 @@ async def test_text_over_100_chars_is_rejected_by_discord(simcord_env):
         "z̷̢̛a̵̗͝l̶̰̈g̴̱̏ơ̶̩",  # zalgo
         "🎉🎉🥳",  # emoji only
         "가" * 100,  # the longest allowed
-        "\u200b\u200b",  # zero-width only
     ],
 )
-async def test_odd_text_gets_an_image_or_a_clear_message(simcord_env, text):
+async def test_odd_text_that_has_something_to_draw_gets_an_image(simcord_env, text):
     guild, channel, alice, _ = setup_guild(simcord_env)
 
     result = await alice.slash(channel, "emoji", text=text)
 
-    message = result.response
-    if message.attachments:
-        assert (await image(message.attachments[0])).size == (320, 320)
-    else:
-        assert message.ephemeral and message.content  # a refusal, never silence
+    (big, _) = result.response.attachments
+    assert (await image(big)).size == (320, 320)
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\x00\x07", " \u2060 "])  # zero-width, controls
+async def test_odd_text_with_nothing_to_draw_gets_a_clear_message(simcord_env, text):
+    guild, channel, alice, _ = setup_guild(simcord_env)
+
+    result = await alice.slash(channel, "emoji", text=text)
+
+    assert result.response.ephemeral and "Give me some words" in result.response.content
+    assert not result.response.attachments and simcord_env.bot.worker.requests_done == 0
 
 
 @pytest.mark.parametrize(
