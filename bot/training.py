@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -100,10 +101,18 @@ class RunState:
 class TrainingManager:
     """Starts, tracks and cancels fine-tunes: one per guild, ``training_max_concurrent_runs`` in all."""
 
-    def __init__(self, config: Config, store: SubmissionStore, models: GuildModels) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: SubmissionStore,
+        models: GuildModels,
+        *,
+        child: Callable[..., None] | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.models = models
+        self._child = child or child_main  # the process's entry point (tests: a stand-in for finetune)
         self._lock = threading.Lock()
         self._active: dict[int, RunState | None] = {}  # None: reserved while starting
         self._closing = False
@@ -271,7 +280,7 @@ class TrainingManager:
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe(duplex=True)
         process = ctx.Process(
-            target=child_main,
+            target=self._child,
             args=(
                 theirs,
                 examples,
