@@ -6,8 +6,9 @@ Requests arrive from the event loop (``submit``), wait in a bounded FIFO, are ge
 thread, not in an asyncio consumer task: a task that waits forever would keep SimCord (and any
 "wait for all tasks" shutdown) from ever settling.
 
-The worker keeps one generator per guild with the base generator as fallback, so server-trained
-models can be swapped in (``set_generator``) without a restart.
+The worker routes each request to its guild's generator, with the base generator as fallback, so
+server-trained models can be swapped in (``set_generator``) without a restart. Only
+``bot.guild_models.GuildModels`` calls ``set_generator``: it decides which model serves a server.
 """
 
 from __future__ import annotations
