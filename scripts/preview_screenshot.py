@@ -1,6 +1,6 @@
 """Refresh docs/preview.png: the `emoji-bot preview` page after `/emoji` and Reroll, in headless Chromium.
 
-The picture comes from the end-to-end browser test itself (tests/test_preview_browser.py), so the
+The picture comes from the end-to-end browser test itself (tests/bot/test_preview_browser.py), so the
 README shows exactly what that test checked. Needs Debian's `chromium` (scripts/test.sh installs it).
 
     python scripts/preview_screenshot.py [--out docs/preview.png]
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST = "tests/test_preview_browser.py::test_emoji_shows_the_320px_result_and_reroll_draws_a_new_one"
+TEST = "tests/bot/test_preview_browser.py::test_emoji_shows_the_320px_result_and_reroll_draws_a_new_one"
 
 log = logging.getLogger("preview_screenshot")
 

@@ -55,7 +55,7 @@ def tiny_checkpoint(request, tiny_dataset_path, tmp_path_factory) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Bot (tests/test_bot_*.py): the real bot from create_bot(Config(...)) running inside SimCord.
+# Bot (tests/bot/): the real bot from create_bot(Config(...)) running inside SimCord.
 #
 # SimCord's pytest plugin is activated by its `pytest11` entry point (installing simcord is enough);
 # it provides `simcord_env` from the `simcord_bot` fixture defined here. Fields for the bot's Config
@@ -63,7 +63,7 @@ def tiny_checkpoint(request, tiny_dataset_path, tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------------------------------
 import functools  # noqa: E402
 
-BASE_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "base.pt"
+from tests.support import BASE_CHECKPOINT  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -24,8 +24,8 @@ import torch
 import bot.__main__
 import model.cli
 import model.sample
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 60  # importing torch or discord.py on a busy CPU
 
 

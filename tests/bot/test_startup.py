@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import simcord
 
 from bot.app import create_bot
 from bot.config import Config
+from tests.support import BASE_CHECKPOINT
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.simcord(settle_timeout=30)]
 
 DEV_GUILD = 222222222222222222
-BASE_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "base.pt"
 
 
 async def test_emoji_is_synced_globally_with_its_options(simcord_env):

@@ -28,7 +28,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.test_preview import BASE_CHECKPOINT, PreviewProcess
+from tests.bot.test_preview import PreviewProcess
+from tests.support import BASE_CHECKPOINT
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 

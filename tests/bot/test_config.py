@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config, ConfigError, load_config
+from tests.support import ROOT
 
 
 def test_defaults_work_offline():
@@ -96,7 +97,7 @@ def test_unknown_keys_and_bad_toml_are_reported(tmp_path):
 
 
 def test_example_config_is_valid_and_complete():
-    example = Path(__file__).resolve().parents[1] / "config.example.toml"
+    example = ROOT / "config.example.toml"
     text = example.read_text(encoding="utf-8")
     for field in dataclasses.fields(Config):
         assert f"{field.name} =" in text, f"{field.name} missing from config.example.toml"

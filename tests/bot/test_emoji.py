@@ -8,7 +8,8 @@ import threading
 import pytest
 import simcord
 from PIL import Image
-from raw_interactions import stale_slash
+
+from tests.bot.simcord_helpers import stale_slash
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.simcord(settle_timeout=30)]
 

@@ -23,9 +23,8 @@ import bot.preview
 from bot.__main__ import build_parser, main
 from bot.config import Config
 from bot.preview import EmojiShelf, build_world, preview_config, server_emoji_command
+from tests.support import BASE_CHECKPOINT, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-BASE_CHECKPOINT = ROOT / "checkpoints" / "base.pt"
 START_TIMEOUT_S = 90.0  # importing torch and loading the model, on a possibly busy CPU
 STOP_TIMEOUT_S = 20.0
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)/#\S+")
@@ -198,33 +197,6 @@ def test_the_log_names_the_bot_and_its_server_without_discord_py_noise(tmp_path)
     assert f"Ready as {bot.preview.BOT_NAME} in 1 guild(s)" in log  # the page's one server, our name
     for noise in ("PyNaCl", "davey", "Guilds intent"):  # voice we never use; SimCord's intent-less probe
         assert noise not in log
-
-
-@needs_model
-def test_a_taken_port_is_reported_not_raised(tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bot",
-                "preview",
-                "--port",
-                str(port),
-                "--config",
-                str(tmp_path / "x.toml"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT_S,
-        )
-    assert proc.returncode == 2 and "http://" not in proc.stdout
-    assert f"could not bind port {port}" in proc.stderr and "--port 0" in proc.stderr
-    assert "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------------------------- the simulated server

@@ -2,7 +2,8 @@
 
 Every digest below was computed from the code as it was *before* the refactor (commit e502664), so a change
 that moves code around but alters one pixel, one sticker tag or one checkpoint byte fails here. To re-record
-after an intended behaviour change: `GOLDEN_RECORD=1 pytest tests/test_golden.py -s` and paste the output.
+after an intended behaviour change: `GOLDEN_RECORD=1 pytest tests/model/test_golden.py -s` and paste the
+output.
 """
 
 from __future__ import annotations

@@ -7,17 +7,16 @@ run takes a second instead of a fine-tune; the model loader is a fake that reads
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from bot.config import Config
 from bot.guild_models import GuildModels
 from bot.store import RunAlreadyActive, RunStatus, SubmissionStore
 from bot.training import AlreadyTraining, NothingToTrain, TooBusy, TrainingManager
 from bot.validation import normalise
+from tests.support import png
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,9 +82,7 @@ def store(tmp_path):
 
 
 def add_emoji(store: SubmissionStore, guild_id: int, name: str, colour=(200, 30, 30, 255)) -> None:
-    buffer = io.BytesIO()
-    Image.new("RGBA", (40, 40), colour).save(buffer, "PNG")
-    store.add(guild_id, name, normalise(buffer.getvalue(), max_bytes=2**21), ADMIN, limit=500)
+    store.add(guild_id, name, normalise(png(colour, size=(40, 40)), max_bytes=2**21), ADMIN, limit=500)
 
 
 def manager_for(store, tmp_path, child, **config) -> tuple[TrainingManager, GuildModels, Served]:

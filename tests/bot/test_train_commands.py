@@ -16,6 +16,7 @@ import simcord
 from PIL import Image
 
 from bot.checks import Refused
+from tests.support import png
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.simcord(settle_timeout=90)]
 
@@ -32,15 +33,6 @@ def setup_guild(env, name: str = "guild"):
     carol = guild.add_member(env.create_user(f"carol-{name}"), roles=[makers])  # may train
     alice = guild.add_member(env.create_user(f"alice-{name}"))  # may not
     return guild, channel, carol, alice
-
-
-def png(colour=(230, 60, 40, 255), size=(64, 64), mark: int = 0) -> bytes:
-    image = Image.new("RGBA", size, colour)
-    for i in range(mark):
-        image.putpixel((i % size[0], (i * 5) % size[1]), (20, 20, 200, 255))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def huge_png(width: int = 20_000, height: int = 20_000) -> bytes:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from bot.__main__ import build_parser, main
+from tests.support import ROOT
 
 
 def test_no_token_exits_with_instructions(tmp_path, monkeypatch, capsys):
@@ -39,7 +40,7 @@ def test_python_dash_m_bot_runs_the_same_launcher(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+        cwd=str(ROOT),
         timeout=60,
     )
     assert proc.returncode == 1 and "DISCORD_TOKEN" in proc.stderr

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from bot.worker import DeadlineExceeded, GenerationFailed, GenerationWorker, QueueFull, WorkerStopped
 from model import Drawing
+from tests.support import BASE_CHECKPOINT
 
 pytestmark = pytest.mark.asyncio
 
@@ -241,9 +241,6 @@ async def test_event_loop_is_never_blocked_by_generation():
     finally:
         await worker.close()
     assert lags and max(lags) < 0.1
-
-
-BASE_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "base.pt"
 
 
 @pytest.mark.skipif(not BASE_CHECKPOINT.exists(), reason="checkpoints/base.pt is not trained yet")

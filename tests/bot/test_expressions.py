@@ -8,7 +8,8 @@ import io
 import discord
 import pytest
 from PIL import Image
-from raw_interactions import clicks_at_once
+
+from tests.bot.simcord_helpers import clicks_at_once
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.simcord(settle_timeout=30)]
 

@@ -28,8 +28,9 @@ from bot.store import (
     SubmissionStore,
 )
 from bot.validation import InvalidImage, normalise
+from tests.support import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 LIMIT = 2 * 1024 * 1024
 GUILD, OTHER, ADMIN = 1111, 2222, 42
 
