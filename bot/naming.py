@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from model.hangul import decompose, is_syllable
+from model.hangul import spell
 
 EMOJI_NAME_RE = re.compile(r"^[A-Za-z0-9_]{2,32}$")
 
@@ -34,14 +34,7 @@ def romanize(text: str) -> str:
     Syllables are joined without the sound-change rules of full RR (``축하`` → ``chukha``), which
     keeps the mapping predictable and reversible enough to recognise the word.
     """
-    out = []
-    for char in text:
-        if is_syllable(char):
-            initial, vowel, final = decompose(char)
-            out.append(_INITIALS[initial] + _VOWELS[vowel] + _FINALS[final])
-        else:
-            out.append(char)
-    return "".join(out)
+    return spell(text, _INITIALS, _VOWELS, _FINALS)
 
 
 def emoji_name(text: str, seed: int) -> str:

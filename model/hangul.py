@@ -6,6 +6,8 @@ code = 0xAC00 + (lead * 21 + vowel) * 28 + tail. Pure Python, no torch: `bot/nam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 FIRST, LAST = 0xAC00, 0xD7A3
 # Hangul compatibility jamo for the leading, vowel and trailing parts of a syllable.
 LEADS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
@@ -31,13 +33,18 @@ def compose(lead: int, vowel: int, tail: int = 0) -> str:
     return chr(FIRST + (lead * 21 + vowel) * 28 + tail)
 
 
-def to_jamo(text: str) -> str:
-    """Spell Hangul syllables out as compatibility jamo: 축하 -> ㅊㅜㄱㅎㅏ. Other characters stay."""
+def spell(text: str, leads: Sequence[str], vowels: Sequence[str], tails: Sequence[str]) -> str:
+    """Write each Hangul syllable as its lead, vowel and tail spelt by the given tables; others stay."""
     out = []
     for ch in text:
         if is_syllable(ch):
             lead, vowel, tail = decompose(ch)
-            out.append(LEADS[lead] + VOWELS[vowel] + TAILS[tail])
+            out.append(leads[lead] + vowels[vowel] + tails[tail])
         else:
             out.append(ch)
     return "".join(out)
+
+
+def to_jamo(text: str) -> str:
+    """Spell Hangul syllables out as compatibility jamo: 축하 -> ㅊㅜㄱㅎㅏ. Other characters stay."""
+    return spell(text, LEADS, VOWELS, TAILS)
