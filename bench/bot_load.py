@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.app import setup_logging  # noqa: E402
 from bot.results import ResultRecord  # noqa: E402
 from bot.views import Result, render_files  # noqa: E402
 from bot.worker import GenerationWorker  # noqa: E402
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="default: the shipped checkpoints/base.pt")
     parser.add_argument("--no-simcord", action="store_true", help="only the worker benchmark")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging("WARNING")  # the bot's own set-up: discord.py's voice and intents noise filtered
     asyncio.run(main_async(args))
 
 
