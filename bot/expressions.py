@@ -59,15 +59,12 @@ def refusal(interaction: discord.Interaction, kind: SaveKind) -> str | None:
     if not interaction.app_permissions.create_expressions:
         return BOT_NEEDS_PERMISSION.format(what=what)
     if kind is SaveKind.EMOJI:
-        static = sum(1 for emoji in guild.emojis if not emoji.animated)
-        if static >= guild.emoji_limit:
-            return (
-                f"This server has no free emoji slots ({static}/{guild.emoji_limit}). "
-                "Remove one (or boost the server) and try again."
-            )
-    elif len(guild.stickers) >= guild.sticker_limit:
+        used, limit = sum(1 for emoji in guild.emojis if not emoji.animated), guild.emoji_limit
+    else:
+        used, limit = len(guild.stickers), guild.sticker_limit
+    if used >= limit:
         return (
-            f"This server has no free sticker slots ({len(guild.stickers)}/{guild.sticker_limit}). "
+            f"This server has no free {kind.value} slots ({used}/{limit}). "
             "Remove one (or boost the server) and try again."
         )
     return None

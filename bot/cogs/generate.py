@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -79,9 +80,6 @@ class KeyedLocks:
             users[0] -= 1
             if users[0] == 0:
                 del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class Generate(commands.Cog):
@@ -289,7 +287,8 @@ class Generate(commands.Cog):
         if problem is not None:
             await send_ephemeral(interaction, problem)
             return
-        index = pick - 1 if pick else 0
+        chosen = pick - 1 if pick else None  # 0: the result's only image
+        index = chosen or 0
         await interaction.response.defer()  # the outcome follows privately; the buttons are edited in place
         async with self._saving.hold((record.id, index, kind)):  # a second click waits, then finds the save
             saved = await asyncio.to_thread(self.results.saves, record.id, index)
@@ -299,22 +298,21 @@ class Generate(commands.Cog):
             generation = await self._drawing(interaction, record)
             if generation is None:
                 return
-            image = generation.images[index]
+            shown = self._result(record, generation, pick=chosen, saved=saved)
+            image = shown.chosen
+            assert image is not None  # save buttons exist only where one image is shown
             if kind is SaveKind.EMOJI:
-                done = await expressions.add_emoji(interaction, image, self._result(record, generation).name)
+                done = await expressions.add_emoji(interaction, image, shown.name)
             else:
                 description = f"Made by text2emoji from “{record.text}”"[:100]
                 name = sticker_name(record.text, record.seed)
-                done = await expressions.add_sticker(
-                    interaction, image, name, description, self._result(record, generation).tag
-                )
+                done = await expressions.add_sticker(interaction, image, name, description, shown.tag)
             if done is None:
                 return
             await asyncio.to_thread(
                 self.results.record_save, record.id, index, kind, done.label, interaction.user.id
             )
-            saved[kind] = done.label
-            shown = self._result(record, generation, pick=pick - 1 if pick else None, saved=saved)
+            shown = replace(shown, saved={**saved, kind: done.label})
             try:  # the button first, so whoever looks next sees "Added …" rather than a live button
                 await interaction.edit_original_response(view=result_view(shown))
             except discord.HTTPException:
