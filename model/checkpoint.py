@@ -89,6 +89,11 @@ def save_checkpoint(
     }
     if extra:
         payload["extra"] = extra
+    write_atomically(path, payload)
+
+
+def write_atomically(path: str | Path, payload: dict) -> None:
+    """torch.save to a temp file beside ``path``, then rename: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
