@@ -2,7 +2,11 @@
 
 Checks column counts, that every emoji is a CLDR-annotated emoji (ko/en, annotations or
 annotationsDerived) written in fully-qualified form, and that eval prompts share no text
-with the lexicon or with any CLDR keyword/name. Prints counts; exits 1 on any problem.
+with the lexicon or with any CLDR keyword/name. The blind set (chat_prompts_blind.tsv) is checked
+more strictly: no prompt may equal any training text (lexicon, emojilib, CLDR ko/en names and keywords,
+the chat eval prompts, their conjugated forms) after removing spaces and punctuation, collapsing repeated
+letters, stripping the chat templates and trivial endings (see `loose_keys`). Prints counts; exits 1 on
+any problem.
 
 Usage: python scripts/check_lexicon.py [--cldr DIR]
 """
@@ -10,6 +14,7 @@ Usage: python scripts/check_lexicon.py [--cldr DIR]
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -19,6 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LEXICON = ROOT / "model" / "resources" / "chat_lexicon.tsv"
 EVAL = ROOT / "model" / "resources" / "chat_prompts_eval.tsv"
+BLIND = ROOT / "model" / "resources" / "chat_prompts_blind.tsv"
+EMOJILIB = ROOT / "model" / "resources" / "emojilib-en-US.json"
+BLIND_KINDS = ("korean_chat", "english_chat", "mixed", "description", "rare_object")
+BLIND_LANGS = ("ko", "en", "mix", "rom", "emoticon")
 DEFAULT_CLDR = Path("/usr/share/unicode/cldr/common")
 LANGS = ("ko", "en")
 VS16 = "\ufe0f"
@@ -100,6 +109,136 @@ def norm(text: str) -> str:
     text = "".join(" " if _is_emoji_char(c) else c for c in text)
     text = " ".join(text.split())
     return text.strip(" !?.,~^;:'\"-…")
+
+
+_KO_ENDINGS = (
+    "습니다",
+    "었어",
+    "았어",
+    "했어",
+    "해요",
+    "어요",
+    "아요",
+    "네요",
+    "지요",
+    "하다",
+    "해",
+    "요",
+    "다",
+    "어",
+    "아",
+    "야",
+    "지",
+    "네",
+    "당",
+    "용",
+    "엉",
+    "웅",
+    "행",
+    "함",
+    "음",
+    "임",
+)
+_EN_ENDINGS = ("ing", "ed", "es", "s", "y")
+
+
+def _strip_endings(key: str) -> str:
+    """Drop trivial endings (Korean conjugation and chat tails, English inflection) while 2+ chars stay."""
+    while True:
+        key = key.rstrip("ㅋㅎㅠㅜㄷ~!?")
+        for end in _KO_ENDINGS + _EN_ENDINGS:
+            if key.endswith(end) and len(key) - len(end) >= 2:
+                key = key[: -len(end)]
+                break
+        else:
+            return key
+
+
+def loose(text: str) -> str:
+    """norm() without spaces and punctuation, every run of one letter collapsed to one, endings stripped."""
+    key = "".join(ch for ch in norm(text.replace("_", " ")) if ch.isalnum())
+    if 2 * len(key) <= len("".join(text.split())):  # an emoticon (:O, <3, T_T): its punctuation is the text
+        key = "".join(text.lower().split())
+    key = re.sub(r"(.)\1+", r"\1", key)
+    return _strip_endings(key) or key
+
+
+def untemplate(text: str) -> list[str]:
+    """The text itself plus whatever fills a chat template it matches ("오늘 너무 X" -> X)."""
+    from model.chat import EN_TEMPLATES, KO_TEMPLATES
+
+    out = [text]
+    low = norm(text)
+    for template in set(KO_TEMPLATES + EN_TEMPLATES) - {"{}"}:
+        head, _, tail = template.partition("{}")
+        head, tail = norm(head) if head.strip() else "", norm(tail) if tail.strip() else ""
+        if low.startswith(head) and low.endswith(tail) and len(low) > len(head) + len(tail):
+            out.append(low[len(head) : len(low) - len(tail)])
+    return out
+
+
+def training_keys(texts: list[str]) -> dict[str, str]:
+    """loose key -> one training text with that key, over the texts and their conjugated forms."""
+    from model.chat import conjugate
+
+    keys: dict[str, str] = {}
+    for text in texts:
+        words = text.split()
+        forms = [text] + ([" ".join(words[:-1] + [f]) for f in conjugate(words[-1])] if words else [])
+        for form in forms:
+            key = loose(form)
+            if key:
+                keys.setdefault(key, text)
+    return keys
+
+
+def load_cldr_texts(cldr_dir: Path) -> list[str]:
+    """Every ko/en CLDR name and keyword, as written."""
+    texts = []
+    for sub in ("annotations", "annotationsDerived"):
+        for lang in LANGS:
+            for node in ET.parse(cldr_dir / sub / f"{lang}.xml").getroot().iter("annotation"):
+                texts += [w.strip() for w in (node.text or "").split("|") if w.strip()]
+    return texts
+
+
+def check_blind(
+    cldr_dir: Path, cps: set[str], lex_texts: list[str], eval_texts: list[str], errors: list[str]
+):
+    """The blind set: well-formed, and no prompt loosely equal to any training text; returns kind counts."""
+    import json
+
+    emojilib = [k for kws in json.loads(EMOJILIB.read_text(encoding="utf-8")).values() for k in kws]
+    cldr = load_cldr_texts(cldr_dir)
+    sources = {
+        "lexicon": training_keys(lex_texts),
+        "chat eval": training_keys(eval_texts),
+        "emojilib": training_keys(emojilib),
+        "CLDR": training_keys(cldr),
+    }
+    by_kind: Counter[str] = Counter()
+    seen: dict[str, int] = {}
+    for lineno, (prompt, kind, lang, acceptable) in read_rows(BLIND, 4, errors):
+        where = f"{BLIND.name}:{lineno}"
+        if kind not in BLIND_KINDS or lang not in BLIND_LANGS:
+            errors.append(f"{where}: bad kind/lang {kind!r}/{lang!r}")
+        key = loose(prompt)
+        if key in seen:
+            errors.append(f"{where}: duplicate prompt {prompt!r} (line {seen[key]})")
+        seen.setdefault(key, lineno)
+        # rare_object prompts are CLDR names on purpose: they must only stay clear of the chat texts
+        checked = ("lexicon", "chat eval") if kind == "rare_object" else tuple(sources)
+        hits = {
+            (name, sources[name][k])
+            for k in map(loose, untemplate(prompt))
+            for name in checked
+            if k in sources[name]
+        }
+        for name, hit in sorted(hits):
+            errors.append(f"{where}: blind prompt {prompt!r} collides with {name} text {hit!r}")
+        check_emoji_list(where, acceptable, 1, 8, cps, errors)
+        by_kind[kind] += 1
+    return by_kind
 
 
 def check_emoji(token: str, cps: set[str]) -> str | None:
@@ -196,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         check_emoji_list(where, acceptable, 2, 8, cps, errors)
         by_kind[(lang, kind)] += 1
 
+    blind_kinds = check_blind(
+        args.cldr, cps, [t for _, (t, _e) in lex_rows], [p for _, (p, *_r) in eval_rows], errors
+    )
+
     print(f"CLDR: {len(cps)} emoji, {len(cldr_words)} keywords/names (ko+en)")
     n_ko = sum(
         1 for _, (t, _e) in lex_rows if any("\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e" for c in t)
@@ -209,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"eval: {len(eval_rows)} prompts: "
         + ", ".join(f"{lang}/{kind}={n}" for (lang, kind), n in sorted(by_kind.items()))
+    )
+    print(
+        f"blind: {sum(blind_kinds.values())} prompts: "
+        + ", ".join(f"{k}={n}" for k, n in sorted(blind_kinds.items()))
     )
     for err in errors:
         print("ERROR", err, file=sys.stderr)
