@@ -1,4 +1,4 @@
-"""``emoji-bot [--config PATH] [run | preview]`` / ``python -m bot``: read the config and run. Kept thin."""
+"""``emoji-bot [--config PATH] [run | preview | replica]`` / ``python -m bot``: read the config, run. Thin."""
 
 from __future__ import annotations
 
@@ -58,8 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PORT,
         help=f"loopback port of the page (default: {DEFAULT_PORT}; 0: any free port)",
     )
+    replica = commands.add_parser(
+        "replica",
+        help='serve generation jobs for bots whose config says [backend] kind = "arq" (docs/scaling.md)',
+        description=(
+            "Load the model and draw the jobs queued on the config's [backend] Redis queue, batched, "
+            "until SIGTERM or Ctrl-C. Run one per GPU or a few per CPU machine; needs the distributed extra."
+        ),
+    )
     # SUPPRESS: `emoji-bot --config X run` keeps X unless `run --config Y` is given.
-    for sub in (run, preview):
+    for sub in (run, preview, replica):
         sub.add_argument(
             "--config",
             type=Path,
@@ -91,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"emoji-bot: checkpoint not found: {config.checkpoint}", file=sys.stderr)
         return 2
+    if args.command == "replica":
+        try:
+            from bot.replica import run_replica  # needs arq: the distributed extra
+        except ImportError as exc:
+            print(
+                f"emoji-bot: replica needs the distributed extra ({exc}): "
+                "pip install 'text2emoji[distributed]'",
+                file=sys.stderr,
+            )
+            return 2
+        return run_replica(config)
     if args.command == "preview":
         from bot.preview import run_preview  # imported late, like bot.app
 

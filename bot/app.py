@@ -18,6 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.backend import GenerationBackend, create_backend
 from bot.checks import Refused
 from bot.config import TOKEN_ENV, Config
 from bot.guild_models import GuildModels, ModelLoader, model_loader
@@ -25,7 +26,6 @@ from bot.replies import UserError, send_ephemeral
 from bot.results import ResultStore
 from bot.store import SubmissionStore
 from bot.training import TrainingManager
-from bot.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class EmojiBot(commands.Bot):
         self,
         config: Config,
         *,
-        worker: GenerationWorker,
+        worker: GenerationBackend,
         results: ResultStore,
         training_store: SubmissionStore,
         guild_models: GuildModels,
@@ -52,6 +52,7 @@ class EmojiBot(commands.Bot):
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            **shard_options(config),
         )
         self.config = config
         self.worker = worker
@@ -107,6 +108,21 @@ class EmojiBot(commands.Bot):
         await send_ephemeral(interaction, "Something went wrong on my side. Please try again.")
 
 
+class ShardedEmojiBot(EmojiBot, commands.AutoShardedBot):
+    """``EmojiBot`` on discord.py's ``AutoShardedBot``: ``shard_ids`` of ``shard_count`` shards, one gateway
+    connection each, in this one process (a cluster of processes: each its own ``shard_ids``)."""
+
+
+def shard_options(config: Config) -> dict[str, object]:
+    """The client's shard arguments: none unless ``shard_count`` is set (then all, or ``shard_ids``)."""
+    if not config.sharded:
+        return {}
+    options: dict[str, object] = {"shard_count": config.shard_count}
+    if config.shard_ids is not None:
+        options["shard_ids"] = list(config.shard_ids)
+    return options
+
+
 def create_bot(config: Config | None = None, *, load: ModelLoader | None = None) -> EmojiBot:
     """The bot and its real dependencies, from ``config``; nothing starts until it logs in (``setup_hook``
     loads the model, opens the stores and loads the cogs).
@@ -116,16 +132,11 @@ def create_bot(config: Config | None = None, *, load: ModelLoader | None = None)
     """
     config = config or Config()
     load = load or model_loader(config.device)
-    checkpoint = config.checkpoint
-    worker = GenerationWorker(
-        lambda: load(checkpoint),
-        max_queue=config.max_queue,
-        max_batch=config.max_batch,
-        batch_wait_ms=config.batch_wait_ms,
-    )
+    worker, load = create_backend(config, load)  # [backend]: this process's thread, or arq replicas
     training_store = SubmissionStore(config.data_dir)
     guild_models = GuildModels(training_store, worker, load)
-    return EmojiBot(
+    bot_class = ShardedEmojiBot if config.sharded else EmojiBot
+    return bot_class(
         config,
         worker=worker,
         results=ResultStore(config.data_dir),

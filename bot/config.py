@@ -23,6 +23,38 @@ class ConfigError(ValueError):
     """A config value is missing, mistyped or out of range; the message names the key."""
 
 
+BACKENDS = ("thread", "arq")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """``[backend]``: where /emoji is drawn. ``thread`` (the default): the model in this process's worker
+    thread. ``arq``: a job queue on Redis served by ``emoji-bot replica`` processes (``bot.remote``);
+    needs the ``distributed`` extra. docs/scaling.md says when one is not enough."""
+
+    kind: str = "thread"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "text2emoji:generate"  # every bot process and replica of one deployment shares it
+    job_timeout_s: float = 30.0  # a replica gives a job up after this; a dead replica's jobs rerun then
+    replica_jobs: int = 16  # jobs one replica holds at once: 2 x max_batch (one batch drawing, one filling)
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKENDS:
+            raise ConfigError(
+                f"backend.kind must be one of {', '.join(map(repr, BACKENDS))}, not {self.kind!r}"
+            )
+        for name in ("redis_url", "queue_name"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"backend.{name} must be a non-empty string, not {value!r}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"backend.redis_url must start with redis://, rediss:// or unix://, not {self.redis_url!r}"
+            )
+        object.__setattr__(self, "job_timeout_s", _float("backend.job_timeout_s", self.job_timeout_s, low=1))
+        _int("backend.replica_jobs", self.replica_jobs, low=1)
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the bot reads from ``config.toml``; see ``config.example.toml`` for each option."""
@@ -45,6 +77,9 @@ class Config:
     reply_deadline_s: float = 840.0  # give up before the 15-minute interaction token expires
     log_level: str = "INFO"
     token: str | None = field(default=None, repr=False)  # prefer the DISCORD_TOKEN variable
+    shard_count: int | None = None  # set: commands.AutoShardedBot with this many shards in all
+    shard_ids: tuple[int, ...] | None = None  # the shards this process runs (None: all of shard_count)
+    backend: BackendConfig = field(default_factory=BackendConfig)  # the [backend] section
 
     def __post_init__(self) -> None:
         self._set("data_dir", _path("data_dir", self.data_dir))
@@ -85,6 +120,32 @@ class Config:
         self._set("log_level", self.log_level.upper())
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
             self._set("token", None)
+        self._check_shards()
+        if not isinstance(self.backend, BackendConfig):
+            raise ConfigError(f"backend must be a [backend] section, not {self.backend!r}")
+
+    def _check_shards(self) -> None:
+        if self.shard_count is not None:
+            _int("shard_count", self.shard_count, low=1)
+        if self.shard_ids is None:
+            return
+        if self.shard_count is None:
+            raise ConfigError("shard_ids needs shard_count (the number of shards across all processes)")
+        if isinstance(self.shard_ids, (str, bytes)) or not isinstance(self.shard_ids, (list, tuple)):
+            raise ConfigError(f"shard_ids must be a list of shard numbers, not {self.shard_ids!r}")
+        ids = tuple(self.shard_ids)
+        for shard_id in ids:
+            _int("shard_ids", shard_id, low=0)
+            if shard_id >= self.shard_count:
+                raise ConfigError(f"shard_ids: {shard_id} is not below shard_count ({self.shard_count})")
+        if not ids or len(set(ids)) != len(ids):
+            raise ConfigError(f"shard_ids must be distinct and not empty, not {list(ids)}")
+        self._set("shard_ids", ids)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the bot connects through discord.py's AutoShardedBot (shard_count is set)."""
+        return self.shard_count is not None
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # frozen: normalise once, here
@@ -111,6 +172,23 @@ def _float(name: str, value: Any, *, low: float) -> float:
     return float(value)
 
 
+SECTIONS: dict[str, type] = {"backend": BackendConfig}  # TOML tables, each read into its dataclass
+
+
+def _section(path: Path, name: str, section: type, table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {name} must be a [{name}] section, not {table!r}")
+    unknown = sorted(set(table) - {f.name for f in fields(section)})
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown option(s) in [{name}]: {', '.join(unknown)}; see config.example.toml"
+        )
+    try:
+        return section(**table)
+    except TypeError as exc:
+        raise ConfigError(f"[{name}]: {exc}") from exc
+
+
 def load_config(
     path: str | os.PathLike[str] | None = DEFAULT_PATH, *, env: dict[str, str] | None = None
 ) -> Config:
@@ -132,6 +210,9 @@ def load_config(
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; see config.example.toml")
+        for name, section in SECTIONS.items():
+            if name in values:
+                values[name] = _section(path, name, section, values[name])
         for key in ("data_dir", "checkpoint"):
             if isinstance(values.get(key), str) and values[key]:
                 values[key] = path.parent / Path(values[key]).expanduser()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Debian's emoji font + CLDR + Chromium through apt, torch, the project with its
-# dev extra), then lint and run the whole suite (~7 minutes on 2 cores). CI runs exactly this (.ci/run).
+# Install everything the tests need (Debian's emoji font + CLDR + Chromium + redis-server through apt, torch,
+# the project with its dev and distributed extras), then lint and run the whole suite (~7 minutes on 2 cores).
+# CI runs exactly this (.ci/run).
 # Without an active virtualenv it installs into .venv (scripts/env.sh says why); a torch already there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ need=()
 [ -f /usr/share/unicode/cldr/common/annotations/ko.xml ] || need+=(unicode-cldr-core)
 [ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need+=(fonts-nanum)
 [ -x /usr/bin/chromium ] || need+=(chromium)   # the `emoji-bot preview` browser test
+command -v redis-server >/dev/null || need+=(redis-server)   # the distributed backend's test cluster
 if [ "${#need[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "error: install ${need[*]} (Debian/Ubuntu names) first" >&2; exit 1; }
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -24,7 +26,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-"$PY" -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q -e ".[dev,distributed]"
 
 ruff check .
 ruff format --check .

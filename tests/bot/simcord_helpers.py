@@ -41,6 +41,14 @@ async def clicks_at_once(
 
 async def stale_slash(env, guild, channel, member, name: str, **options: Any) -> simcord.InteractionResult:
     """``/name`` with options the current schema would reject (the option types are taken from it)."""
+    record = emit_slash(env, guild, channel, member, name, **options)
+    await env.settle(timeout=60)
+    return simcord.InteractionResult(env, record)
+
+
+def emit_slash(env, guild, channel, member, name: str, **options: Any) -> Any:
+    """Put one ``/name`` interaction on the gateway without settling (many can arrive at once); returns
+    SimCord's interaction record for ``simcord.InteractionResult`` once settled."""
     command = env.backend.find_command(name, guild.id, type=AppCommandType.CHAT_INPUT)
     types = {option["name"]: option["type"] for option in command.get("options", [])}
     data = {
@@ -58,5 +66,4 @@ async def stale_slash(env, guild, channel, member, name: str, **options: Any) ->
         data=data,
     )
     env.backend.emit("INTERACTION_CREATE", payload)
-    await env.settle(timeout=60)
-    return simcord.InteractionResult(env, record)
+    return record

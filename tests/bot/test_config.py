@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import SECTIONS, Config, ConfigError, load_config
 from tests.support import ROOT
 
 
@@ -100,5 +100,10 @@ def test_example_config_is_valid_and_complete():
     example = ROOT / "config.example.toml"
     text = example.read_text(encoding="utf-8")
     for field in dataclasses.fields(Config):
+        if field.name in SECTIONS:  # a [section] table: its header and each of its keys
+            assert f"[{field.name}]" in text, f"[{field.name}] missing from config.example.toml"
+            for key in dataclasses.fields(SECTIONS[field.name]):
+                assert f"{key.name} =" in text, f"[{field.name}] {key.name} missing from config.example.toml"
+            continue
         assert f"{field.name} =" in text, f"{field.name} missing from config.example.toml"
     assert load_config(example, env={}) is not None  # commented-out defaults parse
