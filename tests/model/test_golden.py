@@ -36,10 +36,11 @@ EMOJI_GEN_SHA256 = {
     "base.pt": "a3cd8ddc12b3c9a7abc014f719d2b5f5ff1b17b1af924ecc09c3c14b303cf5ce",
     "maskgit.pt": "c5458d5a803ff44d3b7e163474d602a8d11800c5162a2db9a51f098a64651b8d",
 }
-# per checkpoint: the sticker tag (related emoji) of every prompt
+# per checkpoint: the sticker tag (related emoji) of every prompt; the text side of issue 12 (model.reading)
+# reads the whole "고양이 + 왕관" as a cat (😽) where the encoder alone said 👑 — the drawings are unchanged
 TAGS = {
-    "base.pt": ["👏", "🍕", "👑", "🐱", "🍕"],
-    "maskgit.pt": ["👏", "🍕", "👑", "🐱", "🍕"],
+    "base.pt": ["👏", "🍕", "😽", "🐱", "🍕"],
+    "maskgit.pt": ["👏", "🍕", "😽", "🐱", "🍕"],
 }
 # the mashup reading (base, modifier) of every prompt, None if it is not one
 PARTS = [None, None, ("고양이", "왕관"), ("🐱", "👑"), None]
