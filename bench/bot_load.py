@@ -3,6 +3,11 @@ through SimCord (the real bot, discord.py's parsers and HTTP layer, in-memory Di
 
     python bench/bot_load.py                     # 200 and 1,000 requests
     python bench/bot_load.py --requests 200 --no-simcord
+    python bench/bot_load.py --requests 1000 --backend thread arq --replicas 1 2
+
+``--backend arq`` also runs the distributed backend: a redis-server and N `emoji-bot replica` processes
+on loopback (tests/cluster.py), started and stopped here, for each ``--replicas`` count; it reports the
+cluster's start-up time and each replica's memory, then the same runs next to the in-process worker's.
 
 Reports time to acknowledge (SimCord: the defer), time to image p50/p95, images/s, event-loop lag
 (a 5 ms ticker task; p99 and max), requests lost (must be 0) and the throughput of batching
@@ -13,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.app import setup_logging  # noqa: E402
+from bot.backend import GenerationBackend  # noqa: E402
+from bot.config import BackendConfig  # noqa: E402
 from bot.results import ResultRecord  # noqa: E402
 from bot.views import Result, render_files  # noqa: E402
 from bot.worker import GenerationWorker  # noqa: E402
@@ -84,10 +93,21 @@ async def ticker(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(max(0.0, loop.time() - before - TICK_S))
 
 
-async def bench_worker(generator, n: int, max_batch: int, *, render: bool = True) -> Run:
-    """N concurrent requests straight into the worker; with ``render`` each becomes PNGs as in the bot."""
-    run = Run(f"worker{'+png' if render else ''} max_batch={max_batch}", n)
-    worker = GenerationWorker(lambda: generator, max_queue=n, max_batch=max_batch, batch_wait_ms=15)
+async def bench_worker(
+    generator,
+    n: int,
+    max_batch: int,
+    *,
+    render: bool = True,
+    backend: GenerationBackend | None = None,
+    label="",
+) -> Run:
+    """N concurrent requests straight into the worker (or ``backend``); with ``render`` each becomes PNGs
+    as in the bot."""
+    run = Run(f"{label or 'worker'}{'+png' if render else ''} max_batch={max_batch}", n)
+    worker = backend or GenerationWorker(
+        lambda: generator, max_queue=n, max_batch=max_batch, batch_wait_ms=15
+    )
     await worker.start()
     stop = asyncio.Event()
     tick = asyncio.create_task(ticker(run.lags_s, stop))
@@ -113,8 +133,11 @@ async def bench_worker(generator, n: int, max_batch: int, *, render: bool = True
     return run
 
 
-async def bench_simcord(generator, n: int, max_batch: int) -> Run:
-    """N /emoji interactions delivered at once to the real bot in SimCord, then settled together."""
+async def bench_simcord(
+    generator, n: int, max_batch: int, backend: BackendConfig | None = None, label: str = "simcord"
+) -> Run:
+    """N /emoji interactions delivered at once to the real bot in SimCord, then settled together; with
+    ``backend`` the bot draws through that backend (the replicas) instead of its worker thread."""
     import discord
     import simcord
     from simcord import interactions as sim_interactions
@@ -123,7 +146,7 @@ async def bench_simcord(generator, n: int, max_batch: int) -> Run:
     from bot.app import create_bot
     from bot.config import Config
 
-    run = Run(f"simcord max_batch={max_batch}", n)
+    run = Run(f"{label} max_batch={max_batch}", n)
     acked: dict[int, float] = {}
     imaged: dict[int, float] = {}
     originals = (discord.InteractionResponse.defer, discord.Interaction.edit_original_response)
@@ -140,6 +163,8 @@ async def bench_simcord(generator, n: int, max_batch: int) -> Run:
 
     discord.InteractionResponse.defer, discord.Interaction.edit_original_response = defer, edit
     config = Config(max_queue=n, max_batch=max_batch, batch_wait_ms=15, user_cooldown_s=0, device="cpu")
+    if backend is not None:
+        config = replace(config, backend=backend)
     instance = create_bot(config, load=lambda checkpoint: generator)  # the loaded model; the bot is real
     try:
         async with simcord.run(instance, settle_timeout=600) as env:
@@ -199,16 +224,64 @@ async def main_async(args: argparse.Namespace) -> None:
     from model import Generator
 
     generator = Generator.load(args.checkpoint, device=args.device)
-    print(f"model: {generator.name} on {generator.device}")
+    print(f"model: {generator.name} on {generator.device}; load average {os.getloadavg()[0]:.1f}")
+    summary: list[Run] = []
     for n in args.requests:
-        for render in (False, True):
-            batched = await bench_worker(generator, n, args.max_batch, render=render)
-            single = await bench_worker(generator, n, 1, render=render)
-            print(batched.report())
-            print(single.report())
-            print(f"{'':<34} batching gain: {batched.images_per_s / single.images_per_s:.2f}x images/s")
+        if "thread" in args.backend:
+            for render in (False, True):
+                batched = await bench_worker(generator, n, args.max_batch, render=render)
+                single = await bench_worker(generator, n, 1, render=render)
+                print(batched.report())
+                print(single.report())
+                print(f"{'':<34} batching gain: {batched.images_per_s / single.images_per_s:.2f}x images/s")
+                summary += [batched] if not render else []
+            if not args.no_simcord:
+                run = await bench_simcord(generator, n, args.max_batch)
+                print(run.report())
+                summary.append(run)
+        if "arq" in args.backend:
+            for replicas in args.replicas:
+                summary += await bench_cluster(generator, n, args, replicas)
+    if len(summary) > 1:
+        print("\nside by side (images/s, lost):")
+        for run in summary:
+            print(f"  {run.label:<40} n={run.requests:<5} {run.images_per_s:6.1f} img/s  lost {run.lost}")
+
+
+async def bench_cluster(generator, n: int, args: argparse.Namespace, replicas: int) -> list[Run]:
+    """The distributed backend with ``replicas`` replicas on loopback: direct and through SimCord."""
+    from bot.remote import RemoteBackend
+    from tests.cluster import LocalCluster, rss_mib
+
+    threads = max(1, (os.cpu_count() or 1) // replicas)  # the cores shared out, as one would deploy
+    runs = []
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        LocalCluster(
+            Path(folder),
+            replicas=replicas,
+            threads=threads,
+            max_batch=args.max_batch,
+            replica_jobs=2 * args.max_batch,
+            job_timeout_s=120,
+        ) as cluster,
+    ):
+        memory = ", ".join(f"{rss_mib(p.pid):.0f}" for p in cluster.replicas)
+        print(
+            f"arq: {replicas} replica(s) x {threads} torch thread(s) up in {cluster.started_s:.1f} s "
+            f"(redis-server + replicas announcing); replica RSS {memory} MiB, redis-server "
+            f"{rss_mib(cluster.redis.pid):.0f} MiB"
+        )
+        label = f"arq {replicas} replica{'s' if replicas > 1 else ''}"
+        backend = RemoteBackend(cluster.settings, max_queue=n, max_batch=args.max_batch)
+        run = await bench_worker(generator, n, args.max_batch, render=False, backend=backend, label=label)
+        print(run.report())
+        runs.append(run)
         if not args.no_simcord:
-            print((await bench_simcord(generator, n, args.max_batch)).report())
+            run = await bench_simcord(generator, n, args.max_batch, cluster.settings, f"simcord {label}")
+            print(run.report())
+            runs.append(run)
+    return runs
 
 
 def main() -> None:
@@ -218,6 +291,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--checkpoint", default=None, help="default: the shipped checkpoints/base.pt")
     parser.add_argument("--no-simcord", action="store_true", help="only the worker benchmark")
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=["thread", "arq"],
+        default=["thread"],
+        help="what draws (arq: replicas)",
+    )
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="arq: replica counts to run")
     args = parser.parse_args()
     setup_logging("WARNING")  # the bot's own set-up: discord.py's voice and intents noise filtered
     asyncio.run(main_async(args))

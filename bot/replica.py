@@ -55,8 +55,13 @@ class Replica:
         self.settings = config.backend
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.load = model_loader(config.device)
+        # Loaded and run once here, in the main thread, not in the worker's: torch's CPU thread pool is set
+        # up by the first parallel op, and set up from another thread it drew ~10x slower on a busy
+        # machine. The warm-up draw also means a replica that announces itself draws at full speed.
+        self.base = self.load(config.checkpoint)
+        self.base.draw([("warm up", 1, 0)])
         self.worker = GenerationWorker(
-            lambda: self.load(config.checkpoint),
+            lambda: self.base,
             max_queue=self.settings.replica_jobs,
             max_batch=config.max_batch,
             batch_wait_ms=config.batch_wait_ms,
@@ -72,7 +77,7 @@ class Replica:
     async def startup(self, ctx: dict[str, Any]) -> None:
         await self.worker.start()
         self._announcer = asyncio.create_task(self._announce(ctx["redis"]))
-        log.info("Replica %s serving %s with %s", self.name, self.settings.queue_name, self.worker.base.name)
+        log.info("Replica %s serving %s with %s", self.name, self.settings.queue_name, self.base.name)
 
     async def shutdown(self, ctx: dict[str, Any]) -> None:
         if self._announcer is not None:
@@ -86,7 +91,7 @@ class Replica:
         key = replica_key(self.settings.queue_name, self.name)
         while True:
             with contextlib.suppress(Exception):
-                await redis.set(key, self.worker.base.name, ex=int(3 * ANNOUNCE_EVERY_S))
+                await redis.set(key, self.base.name, ex=int(3 * ANNOUNCE_EVERY_S))
             await asyncio.sleep(ANNOUNCE_EVERY_S)
 
     async def generate(self, ctx: dict[str, Any], job: dict[str, Any]) -> None:
