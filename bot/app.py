@@ -134,7 +134,7 @@ def create_bot(config: Config | None = None, *, load: ModelLoader | None = None)
     load = load or model_loader(config.device)
     worker, load = create_backend(config, load)  # [backend]: this process's thread, or arq replicas
     training_store = SubmissionStore(config.data_dir)
-    guild_models = GuildModels(training_store, worker, load)
+    guild_models = GuildModels(training_store, worker, load, cache_size=config.guild_model_cache)
     bot_class = ShardedEmojiBot if config.sharded else EmojiBot
     return bot_class(
         config,

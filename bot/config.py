@@ -73,6 +73,7 @@ class Config:
     training_max_name_chars: int = 50  # longest name (the text that will draw it)
     training_max_concurrent_runs: int = 1  # fine-tunes running at once across all servers
     training_progress_interval_s: float = 3.0  # how often the progress message is edited
+    guild_model_cache: int = 32  # servers' own models kept loaded (least recently used are unloaded)
     view_timeout_s: float = 600.0  # /emoji-train list/reset buttons are disabled after this
     reply_deadline_s: float = 840.0  # give up before the 15-minute interaction token expires
     log_level: str = "INFO"
@@ -103,6 +104,7 @@ class Config:
         if self.training_max_name_chars > 100:
             raise ConfigError("training_max_name_chars must be at most 100 (the model reads 100 characters)")
         _int("training_max_concurrent_runs", self.training_max_concurrent_runs, low=1)
+        _int("guild_model_cache", self.guild_model_cache, low=1)
         self._set(
             "training_progress_interval_s",
             _float("training_progress_interval_s", self.training_progress_interval_s, low=0.1),

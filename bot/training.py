@@ -3,16 +3,17 @@
 The fine-tune (``model.finetune``) runs in a ``spawn``-ed process limited to one torch thread, so the
 event loop and the generation worker keep their cores and ``/emoji`` keeps serving. The child
 reports progress over a pipe; a supervisor thread in the bot reads it, records the outcome in the
-store and, on success, loads the new checkpoint and hands it to ``GuildModels``, which swaps it in for
-that guild only. Everything about one run (its progress, thread and process) is one ``RunState``.
+store and, on success, loads the new server model (a delta over the base) and hands it to
+``GuildModels``, which swaps it in for that guild only. Everything about one run (its progress, thread
+and process) is one ``RunState``.
 The handler that started the run awaits ``RunState.done``, an asyncio future the supervisor
 resolves through ``loop.call_soon_threadsafe``, so the progress message's loop ends exactly when the
 run does.
 
 Crash safety comes from the store: the run row says ``running`` until the supervisor closes it, the
-checkpoint is written to a temp file and renamed, and the guild's model pointer moves only after
-the new checkpoint loaded. A bot killed mid-run leaves the row ``running``; ``GuildModels.restore``
-marks it failed and serves the previous model. The child watches its parent and stops if the bot dies.
+delta is written to a temp file and renamed, and the guild's model pointer moves only after the new
+delta loaded. A bot killed mid-run leaves the row ``running``; ``GuildModels.restore`` marks it failed
+and the guild goes on with its previous model. The child watches its parent and stops if the bot dies.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ class TrainingManager:
             if outcome is RunStatus.SUCCEEDED:
                 assert result is not None
                 state.phase = "loading"
-                generator = self.models.load(out)  # proves the file is whole before anyone is pointed at it
+                generator = self.models.open(out)  # proves the file is whole before anyone is pointed at it
                 self.models.promote(
                     guild_id,
                     run_id,

@@ -6,9 +6,10 @@ Requests arrive from the event loop (``submit``), wait in a bounded FIFO, are ge
 thread, not in an asyncio consumer task: a task that waits forever would keep SimCord (and any
 "wait for all tasks" shutdown) from ever settling.
 
-The worker routes each request to its guild's generator, with the base generator as fallback, so
-server-trained models can be swapped in (``set_generator``) without a restart. Only
-``bot.guild_models.GuildModels`` calls ``set_generator``: it decides which model serves a server.
+The worker routes each request to its guild's generator, with the base generator as fallback: a model
+set for that key (``set_generator``: a replica's table) or else its router's (``route_guilds``), which is
+``bot.guild_models.GuildModels``: it decides which model serves a server and loads a server's model on
+its first request, in this thread, so the event loop never loads one.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class GenerationWorker:
         self._watchdog: threading.Thread | None = None
         self._base: GeneratorLike | None = None
         self._guild_generators: dict[int, GeneratorLike] = {}
+        self._router: Callable[[int], GeneratorLike | None] | None = None
         self._seconds_per_request = 0.25  # moving estimate for queue-wait hints
         self.requests_done = 0
 
@@ -215,20 +217,29 @@ class GenerationWorker:
         return self._base
 
     def generator_for(self, guild_id: int | None) -> GeneratorLike:
-        """This guild's model, or the base model when it has none."""
+        """This guild's model, or the base model when it has none. May load the guild's model (the
+        router's first use of it): called by the generation thread, never on the event loop."""
         if guild_id is not None:
             generator = self._guild_generators.get(guild_id)
+            if generator is None and self._router is not None:
+                generator = self._router(guild_id)
             if generator is not None:
                 return generator
         return self.base
 
     def set_generator(self, guild_id: int, generator: GeneratorLike | None) -> None:
-        """Swap a guild's model (None: back to base). Requests already in a batch keep their model."""
+        """Set the model for one key (None: back to the router, then base), ahead of the router.
+        Requests already in a batch keep their model."""
         with self._cond:
             if generator is None:
                 self._guild_generators.pop(guild_id, None)
             else:
                 self._guild_generators[guild_id] = generator
+
+    def route_guilds(self, router: Callable[[int], GeneratorLike | None]) -> None:
+        """Ask ``router`` for each request's guild model (None: the base model). Requests already in a
+        batch keep the model they were given."""
+        self._router = router
 
     def clean_text(self, text: str) -> str:
         """Normalise user text with the base model's rules; raises ``model.EmptyTextError``."""

@@ -6,6 +6,8 @@ rebuilds the networks from the saved config and loads the weights strictly.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
 import tempfile
@@ -21,6 +23,7 @@ from model.archs import UnknownArch, get_arch
 from model.config import ModelConfig, arch_of, section_of
 
 FORMAT_VERSION = 1
+DELTA_KIND = "delta"  # a server model: only what fine-tuning changed (model.delta)
 
 
 def _shipped_checkpoint() -> Path:
@@ -93,7 +96,7 @@ def save_checkpoint(
 
 
 def write_atomically(path: str | Path, payload: dict) -> None:
-    """torch.save to a temp file beside ``path``, then rename: readers see the old file or the new one."""
+    """``torch.save`` to a temp file beside ``path``, then rename: readers see the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -108,10 +111,29 @@ def write_atomically(path: str | Path, payload: dict) -> None:
 
 
 def read_checkpoint(path: str | Path | None) -> dict:
-    """The raw checkpoint dict; every way a file can be wrong becomes one CheckpointError sentence.
+    """The raw checkpoint dict of a whole model; every way a file can be wrong is one CheckpointError."""
+    payload, _ = read_payload(path)
+    check_whole(payload, path)
+    return payload
 
-    PyTorch's own messages are not passed on: they are long, and for a file with pickled objects they
-    advise loading it with ``weights_only=False``, which would run whatever code the file carries.
+
+def check_whole(payload: dict, path: str | Path | None) -> None:
+    """A read file is a whole model (not a server model's delta) with all its parts."""
+    if payload.get("kind") == DELTA_KIND:
+        raise CheckpointError(
+            f"{path} is a server model (a delta over its base model), not a whole checkpoint; "
+            "load it with Generator.load"
+        )
+    if not all(isinstance(payload.get(key), dict) for key in ("config", "state_dict", "meta")):
+        raise CheckpointError(f"{path}: incomplete checkpoint (no config, weights or metadata)")
+
+
+def read_payload(path: str | Path | None) -> tuple[dict, str]:
+    """(the file's dict, the sha256 of its bytes: the file's identity); a whole model's or a delta's.
+
+    Every way a file can be wrong becomes one CheckpointError sentence. PyTorch's own messages are not
+    passed on: they are long, and for a file with pickled objects they advise loading it with
+    ``weights_only=False``, which would run whatever code the file carries.
     """
     path = Path(path) if path else SHIPPED_CHECKPOINT
     if path.is_dir():
@@ -124,11 +146,13 @@ def read_checkpoint(path: str | Path | None) -> dict:
         )
         raise CheckpointError(f"checkpoint not found: {path}{hint}")
     try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a file we refuse
-            warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a file we refuse
+            warnings.simplefilter("ignore")
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):  # pickled objects: never loaded, they could run code
             raise CheckpointError(
@@ -142,9 +166,14 @@ def read_checkpoint(path: str | Path | None) -> dict:
         ) from exc
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unknown checkpoint format (expected version {FORMAT_VERSION})")
-    if not all(isinstance(payload.get(key), dict) for key in ("config", "state_dict", "meta")):
-        raise CheckpointError(f"{path}: incomplete checkpoint (no config, weights or metadata)")
-    return payload
+    return payload, hashlib.sha256(data).hexdigest()
+
+
+def file_identity(path: str | Path | None) -> str:
+    """The sha256 of a checkpoint file's bytes (None: the shipped one): what a delta names as its base."""
+    path = Path(path) if path else SHIPPED_CHECKPOINT
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def config_from(payload: dict) -> ModelConfig:
@@ -164,7 +193,11 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def load_model(path: str | Path | None, device: str | torch.device = "cpu") -> tuple[nn.Module, Meta]:
     """(model in eval mode, float32, on device; the checkpoint's meta)."""
-    payload = read_checkpoint(path)
+    return model_from(read_checkpoint(path), device)
+
+
+def model_from(payload: dict, device: str | torch.device = "cpu") -> tuple[nn.Module, Meta]:
+    """A whole checkpoint's dict (``read_checkpoint``) as (model in eval mode, float32, on device; meta)."""
     model = build_model(config_from(payload))
     model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()}, strict=True)
     return model.to(device).eval(), Meta.from_dict(payload["meta"])

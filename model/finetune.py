@@ -8,6 +8,11 @@ the base model thinks the name means). Training then
   - teaches the decoder the new images (augmented: small shifts, scales, colour jitter; weighted up),
     while distilling the frozen base decoder on replayed base groups (so nothing is forgotten).
 No dataset is needed: the replay comes from the base checkpoint itself.
+
+What it may change is kept small, so the result is a delta over the base (model.delta, under 2 MB):
+the new names' rows (base prototypes and group embeddings stay exactly as they were), and in the arch's
+tuned module (FinetuneTask.TUNED: the CVAE's decoder, MaskGIT's transformer) its small layers whole and
+its large weights through low-rank adapters.
 """
 
 from __future__ import annotations
@@ -28,7 +33,15 @@ from PIL import Image
 from model.archs import get_arch
 from model.augment import to_premultiplied_tensor
 from model.chat import chatify
-from model.checkpoint import build_model, load_model, save_checkpoint
+from model.checkpoint import (
+    SHIPPED_CHECKPOINT,
+    build_model,
+    file_identity,
+    load_model,
+    save_checkpoint,
+    write_atomically,
+)
+from model.delta import add_adapters, bake, make_delta
 from model.device import resolve_device
 from model.prompt import name_key
 from model.sample import Generator
@@ -85,11 +98,13 @@ def finetune(
     progress: Callable[[FinetuneProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     seed: int = 0,
+    full_out: str | Path | None = None,
 ) -> dict:
-    """Train on (name, image) pairs starting from `base`; write the new checkpoint to `out`.
+    """Train on (name, image) pairs starting from `base`; write the server model (a delta over `base`,
+    model.delta) to `out`, and with `full_out` also the whole tuned model as a standalone fp32 checkpoint.
 
     Returns {"steps", "names", "seconds", "loss"}. Raises ValueError for no usable examples and
-    FinetuneCancelled when should_stop() turns true (the previous checkpoint at `out` is untouched).
+    FinetuneCancelled when should_stop() turns true (the previous file at `out` is untouched).
     """
     if not examples:
         raise ValueError("no emoji to train on")
@@ -113,17 +128,19 @@ def finetune(
         model.groups.weight[teacher.cfg.num_groups :] = teacher.groups(guesses)
 
     model.train()
-    model.text.requires_grad_(False)
+    model.requires_grad_(False)
     model.text.prototypes.requires_grad_(True)
+    model.groups.weight.requires_grad_(True)
     rng, trng = random.Random(seed), torch.Generator().manual_seed(seed)
     group_names = {g: n for n, g in name_group.items()}
     task_type = get_arch(model.cfg.arch).trainer.FinetuneTask
     task = task_type(model, teacher, images, members, dev, trng, gen, group_names)
+    tuned = add_adapters(model, task_type.TUNED, torch.Generator().manual_seed(seed + 1))
     opt = torch.optim.Adam(
         [
             {"params": [model.text.prototypes], "lr": 5e-3},
             {"params": [model.groups.weight], "lr": 3e-3},
-            *task.param_groups(),
+            {"params": tuned, "lr": task_type.LR},
         ]
     )
     base_texts = sorted(set(meta.emoji_names.values()))
@@ -148,8 +165,9 @@ def finetune(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():  # base prototypes stay exactly as they were
+        with torch.no_grad():  # base rows stay exactly as they were: only the new names' are the delta's
             model.text.prototypes[: teacher.cfg.num_groups] = teacher.text.prototypes
+            model.groups.weight[: teacher.cfg.num_groups] = teacher.groups.weight
         loss_value = loss.item()
         if progress:
             progress(FinetuneProgress(step, total, loss_value, time.monotonic() - started))
@@ -162,7 +180,12 @@ def finetune(
         custom_names=names,
         label=label,
     )
-    save_checkpoint(out, model, new_meta, half=True)
+    adapters = bake(model)
+    base_path = Path(base) if base else SHIPPED_CHECKPOINT
+    delta = make_delta(teacher, meta, file_identity(base_path), model, new_meta, adapters, base_path)
+    write_atomically(out, delta)
+    if full_out:
+        save_checkpoint(full_out, model, new_meta)
     seconds = time.monotonic() - started
     log.info("fine-tuned %d names in %d steps (%.0f s) -> %s", len(names), total, seconds, out)
     return {"steps": total, "names": len(names), "seconds": round(seconds, 1), "loss": loss_value}

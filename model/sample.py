@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from model.archs import get_arch
-from model.checkpoint import CheckpointError, Meta, load_model
+from model.checkpoint import CheckpointError, Meta, check_whole, model_from, read_payload
 from model.data import group_key
+from model.delta import apply_delta, is_delta, load_base
 from model.device import DeviceUnavailable, resolve_device
 from model.imaging import upscale
 from model.mashup import Mashup, compose, find_mashup
@@ -83,9 +84,10 @@ def to_rgba_image(premultiplied: np.ndarray) -> Image.Image:
 class Generator:
     """Loads a checkpoint once; turns texts into 72x72 RGBA emoji. Safe to use from one worker thread."""
 
-    def __init__(self, model, meta: Meta, device: torch.device, source: str = "base"):
+    def __init__(self, model, meta: Meta, device: torch.device, source: str = "base", identity: str = ""):
         self.model = model
         self.meta = meta
+        self.identity = identity  # sha256 of the file it was loaded from: what a server model's delta names
         self.device_obj = device
         self.tokenizer = Tokenizer(model.cfg.text_buckets, meta.emoji_names)
         self.group_emoji: list[str] = meta.group_emoji
@@ -101,11 +103,31 @@ class Generator:
         return str(self.device_obj)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | torch.device = "auto") -> Generator:
-        """Load a checkpoint (None: the shipped one). device: "auto" picks CUDA when available."""
+    def load(
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device = "auto",
+        base: Generator | None = None,
+    ) -> Generator:
+        """Load a checkpoint (None: the shipped one). device: "auto" picks CUDA when available.
+
+        A server model (a delta, model.delta) is applied to `base`, sharing its weights and device, and
+        refused (BaseMismatch) if it was fine-tuned from another base; without `base` its own base file
+        is loaded first. A whole checkpoint ignores `base`.
+        """
+        payload, identity = read_payload(path)
+        source = Path(path).stem if path else "base"
+        if is_delta(payload):
+            if base is None:
+                dev = resolve_device(device)
+                model, meta, base_identity = load_base(payload, path, dev)
+                base = cls(model, meta, dev, identity=base_identity)
+            model, meta = apply_delta(base.model, base.meta, base.identity, payload, path)
+            return cls(model, meta, base.device_obj, source=source, identity=identity)
         dev = resolve_device(device)
-        model, meta = load_model(path, dev)
-        return cls(model, meta, dev, source=Path(path).stem if path else "base")
+        check_whole(payload, path)
+        model, meta = model_from(payload, dev)
+        return cls(model, meta, dev, source=source, identity=identity)
 
     clean_text = staticmethod(clean_text)
 

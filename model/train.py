@@ -292,6 +292,9 @@ class CVAEImages:
     """The CVAE's image side: new groups from prior samples (best of the group's augmented images),
     base groups distilled from the frozen teacher decoder."""
 
+    TUNED = "decoder"  # what model.finetune tunes besides the new rows (see model.delta)
+    LR = 3e-4
+
     def __init__(self, model, teacher, images, members, dev, trng, gen=None, names=None):
         self.model, self.teacher, self.images, self.members, self.dev, self.trng = (
             model,
@@ -302,9 +305,6 @@ class CVAEImages:
             trng,
         )
         model.encoder.requires_grad_(False)
-
-    def param_groups(self) -> list[dict]:
-        return [{"params": self.model.decoder.parameters(), "lr": 3e-4}]
 
     def loss(self, rng: random.Random) -> torch.Tensor:
         model, teacher, dev, trng = self.model, self.teacher, self.dev, self.trng

@@ -123,6 +123,9 @@ class MaskGITImages:
     teacher draws), so the base emoji keep their looks. The new emoji join the code bank. The tokeniser stays
     frozen."""
 
+    TUNED = "transformer"  # what model.finetune tunes besides the new rows (see model.delta)
+    LR = 2e-4
+
     REPLAY = 192
 
     def __init__(self, model, teacher, images, members, dev, trng, gen: Generator, names: dict[int, str]):
@@ -157,9 +160,6 @@ class MaskGITImages:
             cond = teacher.transformer.condition(vectors[i : i + 16], teacher.groups(g), len(g))
             out.append(sample_codes(teacher, cond, rngs))
         return groups, torch.cat(out)
-
-    def param_groups(self) -> list[dict]:
-        return [{"params": self.model.transformer.parameters(), "lr": 2e-4}]
 
     def loss(self, rng: random.Random) -> torch.Tensor:
         model, dev = self.model, self.dev

@@ -104,8 +104,10 @@ def simcord_bot(bot_config):
 
     load_for_real = model_loader(bot_config.device)
 
-    def load(checkpoint: Path | None):
-        return _shared_generator() if checkpoint == bot_config.checkpoint else load_for_real(checkpoint)
+    def load(checkpoint: Path | None, base=None):
+        if checkpoint == bot_config.checkpoint:
+            return _shared_generator()
+        return load_for_real(checkpoint, base)  # a server's model: a delta over `base`, the shared one
 
     instance = create_bot(bot_config, load=load)
     yield instance
