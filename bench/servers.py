@@ -110,14 +110,16 @@ async def serve(data_dir: Path, touch: int, cache: int) -> dict:
     instance = create_bot(config)
     models = instance.guild_models
     load_s: list[float] = []
+    load_cpu_s: list[float] = []  # the loading thread's own CPU time: what a load costs without contention
     open_model = models.open
 
     def timed_open(path):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return open_model(path)
         finally:
             load_s.append(time.perf_counter() - started)
+            load_cpu_s.append(time.thread_time() - cpu)
 
     models.open = timed_open
     report: dict = {}
@@ -126,6 +128,7 @@ async def serve(data_dir: Path, touch: int, cache: int) -> dict:
             ready = time.perf_counter()
             report["startup_s"] = round(ready - PROCESS_STARTED, 2)
             report["startup_from_create_bot_s"] = round(ready - created, 2)
+            report["startup_cpu_s"] = round(time.process_time(), 2)  # all threads, since the process began
             report["loaded_at_startup"] = len(models.loaded())
             report["servers_on_disk"] = len(models.store.models())
             report["rss_after_startup_mb"] = round(rss_mb()[0])
@@ -151,6 +154,9 @@ async def serve(data_dir: Path, touch: int, cache: int) -> dict:
         cold_emoji_max_s=round(max(latencies), 3),
         load_p50_s=round(statistics.median(load_s), 3),
         load_p95_s=round(pct(load_s, 0.95), 3),
+        load_cpu_p50_s=round(statistics.median(load_cpu_s), 3),
+        load_cpu_p95_s=round(pct(load_cpu_s, 0.95), 3),
+        load_average=Path("/proc/loadavg").read_text().split()[0],
         loaded_after=len(models.loaded()),
         rss_mb=round(now),
         rss_peak_mb=round(peak),
@@ -198,13 +204,16 @@ def main() -> None:
     print(
         f"  start-up: {r['startup_s']:.2f} s from process start "
         f"({r['startup_from_create_bot_s']:.2f} s from create_bot), "
-        f"{r['loaded_at_startup']} server models loaded, RSS {r['rss_after_startup_mb']} MB"
+        f"{r['loaded_at_startup']} server models loaded, RSS {r['rss_after_startup_mb']} MB; "
+        f"CPU {r['startup_cpu_s']:.2f} s"
     )
     print(
         f"  cold first /emoji in {r['touched']} servers: p50 {r['cold_emoji_p50_s'] * 1000:.0f} ms, "
         f"p95 {r['cold_emoji_p95_s'] * 1000:.0f} ms, max {r['cold_emoji_max_s'] * 1000:.0f} ms "
-        f"(its model's load: p50 {r['load_p50_s'] * 1000:.0f} ms, p95 {r['load_p95_s'] * 1000:.0f} ms)"
+        f"(its model's load: p50 {r['load_p50_s'] * 1000:.0f} ms, p95 {r['load_p95_s'] * 1000:.0f} ms; "
+        f"its CPU time p50 {r['load_cpu_p50_s'] * 1000:.0f} ms, p95 {r['load_cpu_p95_s'] * 1000:.0f} ms)"
     )
+    print(f"  load average at the end: {r['load_average']} (timings are wall clock on a shared machine)")
     print(f"  RSS after: {r['rss_mb']} MB (peak {r['rss_peak_mb']} MB), {r['loaded_after']} models loaded")
     targets = {
         "start-up <= 10 s": report["startup_s"] <= 10,

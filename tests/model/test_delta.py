@@ -8,25 +8,15 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from model.checkpoint import CheckpointError, read_checkpoint, save_checkpoint, write_atomically
 from model.delta import BaseMismatch
 from model.finetune import finetune
 from model.sample import Generator
+from tests.model.test_finetune import EXAMPLES, badge
 from tests.support import BASE_CHECKPOINT, MASKGIT_CHECKPOINT
 
 JOBS = [("party parrot", 2, 3), ("우리팀 마스코트", 2, 5), ("pizza", 1, 11)]
-
-
-def badge(colour: str, shape: str) -> Image.Image:
-    image = Image.new("RGBA", (96, 96), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
-    (draw.ellipse if shape == "circle" else draw.rectangle)([8, 8, 88, 88], fill=colour)
-    return image
-
-
-EXAMPLES = [("party parrot", badge("green", "circle")), ("우리팀 마스코트", badge("purple", "square"))]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +37,7 @@ def test_a_delta_draws_what_the_whole_fine_tuned_model_draws(tuned):
     base = Generator.load(base_path, "cpu")
 
     served = Generator.load(delta, base=base)
-    reference = Generator.load(whole, "cpu")
+    reference = Generator.load(whole, base=base)  # a whole per-server checkpoint (older bots') loads as it is
 
     assert served.meta.custom_names == ["party parrot", "우리팀 마스코트"]
     for mine, theirs in zip(pixels(served), pixels(reference), strict=True):
