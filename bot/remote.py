@@ -212,8 +212,9 @@ class RemoteBackend:
 
     # ----------------------------------------------------------------- models
 
-    def model_ref(self, path: Path | None) -> RemoteModel:
-        """``GuildModels``' loader with this backend: checks the file is there; the replicas load it."""
+    def model_ref(self, path: Path | None, base: object = None) -> RemoteModel:
+        """``GuildModels``' loader with this backend: checks the file is there; the replicas load it (a
+        delta over their own base model: ``base``, this process's, is not needed here)."""
         if path is None:
             raise ValueError("the base model is the replicas' own configured checkpoint")
         path = Path(path).resolve()
