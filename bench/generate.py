@@ -3,7 +3,8 @@
     python bench/generate.py [--checkpoint PATH ...] [--device cpu|cuda] [--runs 20]
     python bench/generate.py --checkpoint checkpoints/base.pt --checkpoint checkpoints/maskgit.pt  # v1 vs v2
 
-Targets on 2 CPU cores: 4 images <= 1 s p50; peak RSS <= 1.5 GB. Prints numbers; asserts nothing.
+Targets on 2 CPU cores: 4 images <= 1 s p50; peak RSS <= 1.5 GB; the sticker path (learned ×4 refiner,
+renditions, 4 sticker PNGs) <= 100 ms for 4 images. Prints numbers; asserts nothing.
 With several checkpoints, RSS is the process's peak so far (the models share one process).
 """
 
@@ -20,8 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.imaging import sticker_png  # noqa: E402
 from model.checkpoint import SHIPPED_CHECKPOINT  # noqa: E402
-from model.sample import Generator  # noqa: E402
+from model.imaging import from_premultiplied, renditions, resize  # noqa: E402
+from model.sample import Generator, TextProbs  # noqa: E402
 
 PROMPTS = ["축하해", "배고파", "pizza party", "고양이", "so sleepy lol", "비 와", "love you", "🐱 + 👑"]
 MASHUP = "고양이 + 왕관"
@@ -41,24 +44,6 @@ def timed(fn, runs: int, sync) -> list[float]:
         sync()
         out.append(time.perf_counter() - t0)
     return out
-
-
-def text_side(gen: Generator, runs: int) -> None:
-    """p(group | text) per request (model.reading's layers), a new text each time; RSS then."""
-    reader = gen.reader
-    layers = (
-        "encoder"
-        + (" + semantic" if reader and reader.semantic else "")
-        + (" + rules" if reader and reader.use_rules else "")
-        + (" + kiwi" if reader and reader.korean else "")
-    )
-    texts = iter(f"{PROMPTS[i % len(PROMPTS)]} {i}" for i in range(10**6))
-    lat = timed(lambda: gen.group_probs([next(texts)]), max(runs, 50), lambda: None)
-    print(
-        f"  text side ({layers}): p50 {statistics.median(lat) * 1000:.1f} ms, "
-        f"p95 {percentile(lat, 0.95) * 1000:.1f} ms per request; "
-        f"RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB with it loaded"
-    )
 
 
 def main() -> None:
@@ -97,8 +82,45 @@ def bench(checkpoint: str | None, device_name: str, runs: int) -> None:
     texts = [PROMPTS[i % len(PROMPTS)] for i in range(64)]
     lat = timed(lambda: gen.generate(texts, 1, next(seed)), max(3, runs // 4), sync)
     print(f"  batch 64: {64 / statistics.median(lat):.0f} images/s")
+    sticker_path(gen, runs, sync)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak RSS so far: {rss:.0f} MB")
+
+
+def text_side(gen: Generator, runs: int) -> None:
+    """p(group | text) per request (model.reading's layers), a new text each time; RSS then."""
+    reader = gen.reader
+    layers = (
+        "encoder"
+        + (" + semantic" if reader and reader.semantic else "")
+        + (" + rules" if reader and reader.use_rules else "")
+        + (" + kiwi" if reader and reader.korean else "")
+    )
+    texts = iter(f"{PROMPTS[i % len(PROMPTS)]} {i}" for i in range(10**6))
+    lat = timed(lambda: gen.group_probs([next(texts)]), max(runs, 50), lambda: None)
+    print(
+        f"  text side ({layers}): p50 {statistics.median(lat) * 1000:.1f} ms, "
+        f"p95 {percentile(lat, 0.95) * 1000:.1f} ms per request; "
+        f"RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB with it loaded"
+    )
+
+
+def sticker_path(gen: Generator, runs: int, sync) -> None:
+    """What 4 sharp stickers cost on top of drawing: refine 72 -> 288, cut the sizes, encode 4 PNGs."""
+    pixels = gen._draw([(PROMPTS[3], 7, k) for k in range(4)], TextProbs(gen.group_probs))
+    high = gen.refine(pixels)
+    large = [renditions(from_premultiplied(h))[1] for h in high]
+    refine = timed(lambda: gen.refine(pixels), runs, sync)
+    cut = timed(lambda: [renditions(from_premultiplied(h)) for h in high], runs, sync)
+    encode = timed(lambda: [sticker_png(im) for im in large], runs, sync)
+    small = [from_premultiplied(p) for p in pixels]
+    old = timed(lambda: [sticker_png(resize(im, 320)) for im in small], runs, sync)
+    parts = [statistics.median(t) * 1000 for t in (refine, cut, encode)]
+    print(
+        f"  sticker path, 4 images: refine {parts[0]:.1f} ms + renditions {parts[1]:.1f} ms + 4 PNGs "
+        f"{parts[2]:.1f} ms = {sum(parts):.1f} ms (before the refiner, Lanczos + PNGs: "
+        f"{statistics.median(old) * 1000:.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Turning the model's 72×72 RGBA images into what Discord accepts: PNG bytes at sticker/emoji sizes.
+"""Turning the model's drawings into what Discord accepts: PNG bytes at sticker/emoji sizes.
+
+Give these the drawing's large (320-px) image (`Drawing.large`): the sizes are cut from it by
+`model.imaging.resize`, the same path emoji-gen uses; a 72-px image still works (it is scaled up).
 
 Pure functions of their inputs (no timestamps in the PNGs), so the same image always gives the same bytes.
 """
@@ -9,9 +12,9 @@ import io
 
 from PIL import Image, PngImagePlugin
 
-from model.imaging import STICKER_SIZE, upscale
+from model.imaging import SERVER_EMOJI_SIZE, STICKER_SIZE, resize
 
-EMOJI_SIZE = 128  # recommended custom-emoji size
+EMOJI_SIZE = SERVER_EMOJI_SIZE
 STICKER_MAX_BYTES = 512 * 1024
 EMOJI_MAX_BYTES = 256 * 1024
 GRID_CELL = STICKER_SIZE // 2
@@ -47,12 +50,12 @@ def fit_png(image: Image.Image, limit: int, **meta: object) -> bytes:
 
 def sticker_png(image: Image.Image, **meta: object) -> bytes:
     """The 320×320 RGBA PNG (≤ 512 KiB) used both as the main attachment and as a sticker."""
-    return fit_png(upscale(image, STICKER_SIZE), STICKER_MAX_BYTES, **meta)
+    return fit_png(resize(image, STICKER_SIZE), STICKER_MAX_BYTES, **meta)
 
 
 def emoji_png(image: Image.Image, **meta: object) -> bytes:
     """The 128×128 RGBA PNG (≤ 256 KiB) for a custom emoji."""
-    return fit_png(upscale(image, EMOJI_SIZE), EMOJI_MAX_BYTES, **meta)
+    return fit_png(resize(image, EMOJI_SIZE), EMOJI_MAX_BYTES, **meta)
 
 
 def grid(images: list[Image.Image]) -> Image.Image:
@@ -65,5 +68,5 @@ def grid(images: list[Image.Image]) -> Image.Image:
     for r, row in enumerate(rows):
         left = (STICKER_SIZE - GRID_CELL * len(row)) // 2
         for c, image in enumerate(row):
-            canvas.alpha_composite(upscale(image, GRID_CELL), (left + c * GRID_CELL, top + r * GRID_CELL))
+            canvas.alpha_composite(resize(image, GRID_CELL), (left + c * GRID_CELL, top + r * GRID_CELL))
     return canvas

@@ -56,11 +56,22 @@ class Result:
         return " + ".join(self.drawing.parts) if self.drawing.parts else ""
 
     @property
-    def chosen(self) -> Image.Image | None:
-        """The single image the save buttons act on (None while candidates are still shown)."""
+    def chosen_index(self) -> int | None:
+        """Which candidate the save buttons act on (None while candidates are still shown)."""
         if self.pick is not None:
-            return self.images[self.pick]
-        return self.images[0] if len(self.images) == 1 else None
+            return self.pick
+        return 0 if len(self.images) == 1 else None
+
+    @property
+    def chosen(self) -> Image.Image | None:
+        """The single 72-px image the save buttons act on (None while candidates are still shown)."""
+        index = self.chosen_index
+        return None if index is None else self.images[index]
+
+    def chosen_at(self, size: int) -> Image.Image | None:
+        """The chosen image at 128 or 320 px: cut from the model's high-resolution drawing, not 72 px."""
+        index = self.chosen_index
+        return None if index is None else self.drawing.at_size(index, size)
 
     @property
     def decided(self) -> bool:
@@ -84,11 +95,16 @@ def render_files(result: Result) -> list[tuple[str, bytes]]:
     if chosen is not None:
         suffix = f"_{result.pick + 1}" if result.pick is not None else ""
         return [
-            (f"{name}{suffix}.png", imaging.sticker_png(chosen, **meta)),
+            (f"{name}{suffix}.png", imaging.sticker_png(result.chosen_at(imaging.STICKER_SIZE), **meta)),
             (f"{name}{suffix}_72.png", imaging.png_bytes(chosen, **meta)),
         ]
     files = [
-        (f"{name}_grid.png", imaging.fit_png(imaging.grid(result.images), imaging.STICKER_MAX_BYTES, **meta))
+        (
+            f"{name}_grid.png",
+            imaging.fit_png(
+                imaging.grid(result.drawing.large or result.images), imaging.STICKER_MAX_BYTES, **meta
+            ),
+        )
     ]
     files += [
         (f"{name}_{i + 1}.png", imaging.png_bytes(image, **meta)) for i, image in enumerate(result.images)

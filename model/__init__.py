@@ -6,9 +6,10 @@ No Discord imports here, ever. The public surface is small:
     gen = Generator.load()                       # shipped checkpoint, device "auto"
     images = gen.generate(["축하해"], count=2, seed=0)   # list[list[PIL.Image]] (RGBA 72x72)
     [drawing] = gen.draw([("고양이 + 왕관", 2, 0)])      # Drawing(images, tag="👑", parts=("고양이", "왕관"))
+    sticker = drawing.at_size(0, 320)            # 72, 128 or 320 px, cut from the refiner's 288-px drawing
 
 Torch-free helpers the bot shares (same rules on both sides): model.MAX_TEXT_CHARS and model.prompt
-(clean_text, name_key), model.hangul (the Hangul decomposer), model.imaging.upscale (the 320-px sticker).
+(clean_text, name_key), model.hangul (the Hangul decomposer), model.imaging (resize, margins; PIL only).
 Where the model runs: model.device.resolve_device. Which arch builds, trains and samples: model.archs.
 """
 

@@ -3,6 +3,7 @@
     emoji-train base --out checkpoints/base.pt --minutes 60        # the CPU recipe
     emoji-train eval --checkpoint checkpoints/base.pt
     emoji-train finetune --images DIR --out my.pt
+    emoji-train upscaler --out checkpoints/upscaler.pt --minutes 20  # the sharpening ×4 refiner
 
 The command line only: `base` hands a TrainConfig to its arch's Trainer (model.archs), `finetune` calls
 model.finetune, `eval` calls model.evaluate.
@@ -24,6 +25,7 @@ from model.finetune import finetune, read_examples
 from model.networks import SIZES
 from model.progress import Progress
 from model.recipe import TrainConfig
+from model.train_upscale import UpscaleRecipe, train_upscaler
 
 log = logging.getLogger("emoji-train")
 DEFAULTS = TrainConfig()
@@ -147,6 +149,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ft.add_argument("--label", default="custom", help="model name shown in the bot's embeds")
 
+    up = sub.add_parser(
+        "upscaler",
+        help="train the refiner that makes every arch's 72-px drawing a sharp 288-px one",
+        description="Train the learned ×4 upscaler on real emoji (288 px) from degraded 72-px copies.",
+        formatter_class=HelpFormatter,
+    )
+    up.add_argument("--out", type=Path, default=Path("checkpoints/upscaler.pt"), help="checkpoint to write")
+    up_defaults = UpscaleRecipe()
+    up.add_argument("--minutes", type=float, default=up_defaults.minutes, help="time budget")
+    up.add_argument(
+        "--adversarial",
+        type=float,
+        default=up_defaults.adversarial,
+        help="weight of the PatchGAN loss next to L1 (0: L1 only)",
+    )
+    up.add_argument("--batch", type=int, default=up_defaults.batch, help="crops per step")
+    up.add_argument("--lr", type=float, default=up_defaults.lr, help="learning rate (cosine to 0)")
+    up.add_argument("--channels", type=int, default=up_defaults.channels, help="refiner width")
+    up.add_argument("--blocks", type=int, default=up_defaults.blocks, help="refiner residual blocks")
+    up.add_argument("--seed", type=int, default=up_defaults.seed, help="random seed")
+    up.add_argument("--save-every", type=float, default=up_defaults.save_every, help="minutes between saves")
+    up.add_argument(
+        "--copies",
+        nargs="*",
+        default=list(up_defaults.copies),
+        metavar="CKPT",
+        help="generator checkpoints whose own renderings of the training emoji are inputs too",
+    )
+    up.add_argument(
+        "--copy-share", type=float, default=up_defaults.copy_share, help="share of inputs from --copies"
+    )
+    up.add_argument("--resume", action="store_true", help="continue from OUT.train")
+    add_data_args(up)
+
     ev = sub.add_parser(
         "eval",
         help="measure a checkpoint: hit@1, sharpness, diversity, sample grid",
@@ -164,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=300, help="prompts per CLDR set (seen / held-out)")
     ev.add_argument("--grid", default="out/eval_grid.png", help="sample grid image to write")
     ev.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    ev.add_argument(
+        "--upscaler", type=Path, default=None, help="refiner checkpoint (default: checkpoints/upscaler.pt)"
+    )
     add_data_args(ev)
     return parser
 
@@ -202,6 +241,12 @@ def run_base(args: argparse.Namespace, argv: Sequence[str]) -> None:
     get_arch(recipe.arch).trainer.Trainer(recipe).run()
 
 
+def run_upscaler(args: argparse.Namespace) -> None:
+    values = {f.name: getattr(args, f.name) for f in fields(UpscaleRecipe) if hasattr(args, f.name)}
+    values["copies"] = tuple(values.get("copies", ()))
+    train_upscaler(args.out, UpscaleRecipe(**values), args.data, args.font, args.cldr, resume=args.resume)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
@@ -213,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             run_base(args, argv)
         elif args.command == "finetune":
             run_finetune(args)
+        elif args.command == "upscaler":
+            run_upscaler(args)
         elif args.command == "eval":
             run_eval(args)
     except DataError as exc:

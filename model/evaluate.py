@@ -4,7 +4,10 @@ For every generated sample we find the nearest *real* emoji with a model-free di
 over grey + the alpha mask, cropped to content, 32x32, L2) and count a hit when that emoji's group is an
 acceptable one for the prompt. Fixed seeds; held-out texts are never trained on (split by distinct text).
 Also reported: the text encoder's own retrieval accuracy, the semi-transparent pixel fraction (blur raises
-it; real emoji ~0.05), and within-prompt diversity.
+it; real emoji ~0.05), within-prompt diversity, and sharpness (`model/quality.py`): interior detail at 72 px
+against each sample's nearest real emoji, and at 320 px against that emoji rendered from the font's 136-px
+bitmap at 320 (ratios of the set's means: 1.0 = as detailed as real), and the share of samples whose outer
+frame is at least half transparent at 72, 128 and 320 px.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from model.data import (
     render_emoji,
     split_texts,
 )
+from model.imaging import MIN_FRAME_CLEAR, SERVER_EMOJI_SIZE, STICKER_SIZE, resize
+from model.quality import frame_transparency, interior_detail
 from model.sample import Generator
 from model.text import Tokenizer, to_device
 
@@ -106,10 +111,57 @@ class NearestEmoji:
         self.sq = (self.features**2).sum(1)
         self.image_group = dataset.image_group
 
-    def groups(self, images: np.ndarray) -> np.ndarray:
+    def indices(self, images: np.ndarray) -> np.ndarray:
+        """The index of each image's nearest real emoji in the dataset."""
         f = image_features(images)
         dist = self.sq[None, :] - 2 * f @ self.features.T  # + |f|^2, the same for every candidate
-        return self.image_group[dist.argmin(1)]
+        return dist.argmin(1)
+
+    def groups(self, images: np.ndarray) -> np.ndarray:
+        return self.image_group[self.indices(images)]
+
+
+class RealDetail:
+    """Interior detail of real emoji at 72 px (the dataset's) and 320 px (the font's bitmap), memoised."""
+
+    def __init__(self, dataset: EmojiDataset, font: str | Path | None = None):
+        self.dataset = dataset
+        self.font = ImageFont.truetype(str(find_font(font)), 109)
+        self.known: dict[tuple[int, int], float] = {}
+
+    def at(self, index: int, size: int) -> float:
+        if (index, size) not in self.known:
+            if size == 72:
+                image = self.dataset.images[index]
+            else:
+                rendered = render_emoji(self.font, self.dataset.emojis[index], size)
+                image = None if rendered is None else np.asarray(rendered)
+            self.known[index, size] = float("nan") if image is None else interior_detail(image)
+        return self.known[index, size]
+
+
+def sharpness(nearest: NearestEmoji, real: RealDetail, small: np.ndarray, large: np.ndarray) -> dict:
+    """Detail against the nearest real emoji at 72 and 320 px, and how many samples keep a clear frame."""
+    index = nearest.indices(small)
+    ours72 = np.array([interior_detail(im) for im in small])
+    ours320 = np.array([interior_detail(im) for im in large])
+    real72 = np.array([real.at(int(i), 72) for i in index])
+    real320 = np.array([real.at(int(i), STICKER_SIZE) for i in index])
+
+    def ratio(ours: np.ndarray, theirs: np.ndarray) -> float:
+        ok = ~(np.isnan(ours) | np.isnan(theirs))
+        return float(ours[ok].mean() / theirs[ok].mean()) if ok.any() else float("nan")
+
+    mid = [np.asarray(resize(Image.fromarray(im), SERVER_EMOJI_SIZE)) for im in large]
+    frames = np.array(
+        [[frame_transparency(a) for a in trio] for trio in zip(small, mid, large, strict=True)]
+    )  # (N, 3): 72, 128, 320
+    return {
+        "detail72": ratio(ours72, real72),
+        "detail320": ratio(ours320, real320),
+        "frame_ok": float((frames.min(1) >= MIN_FRAME_CLEAR).mean()),
+        "frame_min": float(frames.min()),
+    }
 
 
 @dataclass
@@ -149,15 +201,19 @@ def chat_sets(path: Path, group_index: dict[str, int]) -> list[PromptSet]:
     return [sets[k] for k in sorted(sets)]
 
 
-def evaluate_set(gen: Generator, nearest: NearestEmoji, ps: PromptSet, samples: int) -> tuple[dict, list]:
+def evaluate_set(
+    gen: Generator, nearest: NearestEmoji, ps: PromptSet, samples: int, real: RealDetail | None = None
+) -> tuple[dict, list]:
     """Numbers for one prompt set, plus the images (for grids)."""
     probs = gen.group_probs(ps.texts).numpy()
     top5 = np.argsort(-probs, axis=1)[:, :5]
     text_top1 = np.mean([t[0] in ok for t, ok in zip(top5, ps.acceptable, strict=True)])
     text_top5 = np.mean([any(g in ok for g in t) for t, ok in zip(top5, ps.acceptable, strict=True)])
-    images = []
+    images, large = [], []
     for start in range(0, len(ps.texts), 64):
-        images += gen.generate(ps.texts[start : start + 64], samples, EVAL_SEED)
+        drawings = gen.draw([(t, samples, EVAL_SEED) for t in ps.texts[start : start + 64]])
+        images += [d.images for d in drawings]
+        large += [np.asarray(im) for d in drawings for im in d.large]
     arrays = np.stack([np.asarray(im) for per in images for im in per])  # (P*S, 72, 72, 4)
     found = nearest.groups(arrays).reshape(len(ps.texts), samples)
     hits = np.array([[g in ok for g in row] for row, ok in zip(found, ps.acceptable, strict=True)])
@@ -179,6 +235,8 @@ def evaluate_set(gen: Generator, nearest: NearestEmoji, ps: PromptSet, samples: 
         "semi_transparent": semi_transparent_fraction(arrays),
         "diversity": float(np.mean(div)),
     }
+    if real is not None:
+        result |= sharpness(nearest, real, arrays, np.stack(large))
     return result, images
 
 
@@ -273,6 +331,7 @@ def sample_grid(prompts: list[str], images: list[list[Image.Image]], cell: int =
 
 def format_table(rows: list[dict]) -> str:
     cols = ["model", "set", "prompts", "hit@1", "text_top1", "text_top5", "semi_transparent", "diversity"]
+    cols += [c for c in ("detail72", "detail320", "frame_ok", "frame_min") if any(c in r for r in rows)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append(
@@ -284,13 +343,19 @@ def format_table(rows: list[dict]) -> str:
 
 
 def evaluate(
-    gen: Generator, dataset: EmojiDataset, prompts_file: Path, samples: int = 4, limit: int = 300
+    gen: Generator,
+    dataset: EmojiDataset,
+    prompts_file: Path,
+    samples: int = 4,
+    limit: int = 300,
+    font: str | Path | None = None,
 ) -> tuple[list[dict], dict[str, tuple[list[str], list]]]:
     """All prompt sets: (rows for the table, {set name: (prompts, images)})."""
     group_index = {k: i for i, k in enumerate(gen.meta.groups)}
     if list(gen.meta.groups) != list(dataset.groups):
         raise ValueError("the dataset's emoji groups differ from the checkpoint's: rebuild the dataset cache")
     nearest = NearestEmoji(dataset)
+    real_detail = RealDetail(dataset, font)
     sets = cldr_sets(dataset, limit) + chat_sets(prompts_file, group_index)
     # the blind held-out set (issue 12), one set per kind: korean_chat, english_chat, mixed, description, ...
     sets += [
@@ -298,7 +363,7 @@ def evaluate(
     ]
     rows, shown = [], {}
     for ps in sets:
-        row, images = evaluate_set(gen, nearest, ps, samples)
+        row, images = evaluate_set(gen, nearest, ps, samples, real_detail)
         rows.append(row)
         shown[ps.name] = (ps.texts, images)
         log.info("%s: hit@1 %.3f", ps.name, row["hit@1"])
@@ -312,6 +377,8 @@ def evaluate(
             "text_top5": float("nan"),
             "semi_transparent": semi_transparent_fraction(real),
             "diversity": float("nan"),
+            "frame_ok": float(np.mean([frame_transparency(im) >= MIN_FRAME_CLEAR for im in real])),
+            "frame_min": float(min(frame_transparency(im) for im in real)),
         }
     )
     return rows, shown
@@ -325,7 +392,8 @@ def run_eval(args: argparse.Namespace) -> None:
     table, results = [], []
     for n, checkpoint in enumerate(checkpoints):
         gen = Generator.load(checkpoint, args.device)
-        rows, shown = evaluate(gen, dataset, prompts_file, args.samples, args.limit)
+        gen.upscaler = args.upscaler
+        rows, shown = evaluate(gen, dataset, prompts_file, args.samples, args.limit, args.font)
         if n:  # the real-emoji reference row is the same for every checkpoint
             rows = rows[:-1]
         for row in rows:

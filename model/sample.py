@@ -14,7 +14,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,12 +28,13 @@ from model.checkpoint import CheckpointError, Meta, check_whole, model_from, rea
 from model.data import group_key
 from model.delta import apply_delta, is_delta, load_base
 from model.device import DeviceUnavailable, resolve_device
-from model.imaging import upscale
+from model.imaging import SERVER_EMOJI_SIZE, from_premultiplied, renditions, resize
 from model.mashup import Mashup, compose, find_mashup
 from model.plan import Plan
 from model.prompt import EmptyTextError, clean_text
 from model.reading import shared_reader
 from model.text import Tokenizer, to_device
+from model.upscale import refine, shared_refiner
 
 TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among plausible emoji
 MAX_CANDIDATES = 4
@@ -45,6 +46,8 @@ MODIFIER_SEED = 0x5EED  # a mashup's second part draws from seed ^ this
 class Drawing:
     """One job's result, computed once: its images, its sticker tag and how its text was read.
 
+    images: the 72-px emoji; large: the same drawings at 320 px (the sticker, and the source of the
+    128-px server emoji), cut from the same high-resolution image (`model.imaging.renditions`);
     tag: the emoji the whole text most likely means (a sticker's required tag);
     parts: (base, modifier) when the text was drawn as a mashup, else None.
     """
@@ -52,6 +55,13 @@ class Drawing:
     images: list[Image.Image]
     tag: str
     parts: tuple[str, str] | None
+    large: list[Image.Image] = field(default_factory=list)
+
+    def at_size(self, index: int, size: int) -> Image.Image:
+        """Candidate ``index`` at 72, 128 or 320 px (128 and 320 from the large image, never from 72)."""
+        if size == 72:
+            return self.images[index]
+        return resize(self.large[index] if self.large else self.images[index], size)
 
 
 class TextProbs:
@@ -73,16 +83,10 @@ def seed_for(seed: int, sample: int) -> int:
     return (seed * 1_000_003 + sample * 7919 + 12345) % (2**63 - 1)
 
 
-def to_rgba_image(premultiplied: np.ndarray) -> Image.Image:
-    """(4, H, W) premultiplied floats -> straight-alpha RGBA PIL image."""
-    alpha = premultiplied[3:4]
-    colour = np.where(alpha > 1e-3, premultiplied[:3] / np.maximum(alpha, 1e-3), 0.0)
-    rgba = np.concatenate([np.clip(colour, 0, 1), alpha], axis=0).transpose(1, 2, 0)
-    return Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA")
-
-
 class Generator:
     """Loads a checkpoint once; turns texts into 72x72 RGBA emoji. Safe to use from one worker thread."""
+
+    upscaler: Path | None = None  # the refiner checkpoint (None: the shipped checkpoints/upscaler.pt)
 
     def __init__(self, model, meta: Meta, device: torch.device, source: str = "base", identity: str = ""):
         self.model = model
@@ -209,19 +213,32 @@ class Generator:
                 else:
                     draws.append((text, int(seed), k))
         pixels = self._draw(draws, probs) if draws else np.zeros((0, 4, 72, 72), np.float32)
+        high = [from_premultiplied(p) for p in self.refine(pixels)]
         out, i = [], 0
         for text, mash, (_, count, _) in zip(texts, mashups, jobs, strict=True):
-            images = []
+            small, large = [], []
             for _ in range(count):
                 if mash:
-                    images.append(compose(to_rgba_image(pixels[i]), to_rgba_image(pixels[i + 1])))
+                    emoji, sticker = renditions(compose(high[i], high[i + 1]))
                     i += 2
                 else:
-                    images.append(to_rgba_image(pixels[i]))
+                    emoji, sticker = renditions(high[i])
                     i += 1
+                small.append(emoji)
+                large.append(sticker)
             tag = self.group_emoji[int(probs([text])[0].argmax())]
-            out.append(Drawing(images, tag, (mash.base, mash.modifier) if mash else None))
+            out.append(Drawing(small, tag, (mash.base, mash.modifier) if mash else None, large))
         return out
+
+    def refine(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 4, 72, 72) -> (N, 4, 288, 288) premultiplied, by the shared learned upscaler.
+
+        One image at a time on the CPU: a convolution's blocking depends on the batch, and an image must
+        not change by a bit with what else was drawn alongside it.
+        """
+        refiner = shared_refiner(self.device, self.upscaler)
+        chunk = 1 if self.device_obj.type == "cpu" else 64
+        return refine(refiner, torch.from_numpy(np.ascontiguousarray(pixels)), batch=chunk).numpy()
 
     def generate_batch(self, jobs: Sequence[tuple[str, int, int]]) -> list[list[Image.Image]]:
         """Each job's `count` images, in order (`draw` without the tags and readings)."""
@@ -317,9 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--size",
         type=int,
-        choices=[72, 320],
+        choices=[72, SERVER_EMOJI_SIZE, 320],
         default=72,
-        help="72 (emoji) or 320 (sticker) pixels square (default: 72)",
+        help="72 (emoji), 128 (server emoji upload) or 320 (sticker) pixels square; 128 and 320 are cut "
+        "from the refiner's high-resolution image, not scaled up from 72 (default: 72)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -368,11 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     for start in range(0, len(prompts), 64):
         chunk = prompts[start : start + 64]
-        for i, images in enumerate(generator.generate(chunk, args.count, seed), start=start):
-            for k, image in enumerate(images):
+        drawings = generator.draw([(text, args.count, seed) for text in chunk])
+        for i, drawing in enumerate(drawings, start=start):
+            for k in range(len(drawing.images)):
                 path = out / f"{i:04d}_{k}.png"
                 try:
-                    (upscale(image, args.size) if args.size != 72 else image).save(path)
+                    drawing.at_size(k, args.size).save(path)
                 except OSError as exc:  # disk full, folder removed meanwhile: not an input error
                     fail(f"cannot write {path}: {exc.strerror or exc}", status=1)
     print(f"wrote {len(prompts) * args.count} image(s) to {out}/ (seed {seed})")

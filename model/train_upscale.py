@@ -51,6 +51,8 @@ class UpscaleRecipe:
     blocks: int = 3
     seed: int = 0
     save_every: float = 5.0  # minutes between resumable saves
+    copies: tuple[str, ...] = ()  # generator checkpoints whose own renderings are inputs too
+    copy_share: float = 0.5  # share of inputs taken from those copies (the rest: synthetic damage)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -118,18 +120,60 @@ def degrade(low: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return valid_premultiplied(x)
 
 
-def crops(high: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Random 96-px crops that hold some of the drawing (empty corners teach nothing), half mirrored."""
+def generator_copies(high: torch.Tensor, groups: list[int], checkpoints: list[str]) -> list[torch.Tensor]:
+    """Each generator's own rendering of every training emoji, (N, 4, 72, 72) float16 per checkpoint.
+
+    The most literal "degraded the way our generators degrade": v1 rebuilds the emoji through its VAE (the
+    encoder's mean, then its decoder: the decoder's own blur), v2 through its 9×9 image tokens (soft faces,
+    blotches). Pixel-aligned with the real image, so the real 288-px image is the target.
+    """
+    from model.checkpoint import load_model
+
+    copies = []
+    for path in checkpoints:
+        model, _ = load_model(path, "cpu")
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(high), 64):
+                low = to_low(high[start : start + 64].float())
+                if model.cfg.arch == "cvae":
+                    g = model.groups(torch.tensor(groups[start : start + 64]))
+                    mean, _ = model.encoder(low, g)
+                    out.append(model.decoder(mean, g).half())
+                else:
+                    out.append(model.decode_codes(model.tokenize(low)).half())
+        copies.append(torch.cat(out))
+        log.info("upscaler data: %s's copies of %d emoji", path, len(high))
+    return copies
+
+
+def crops(
+    high: torch.Tensor, batch: int, gen: torch.Generator, copies: list[torch.Tensor], copy_share: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (96-px target, 24-px input) crop pairs that hold some of the drawing, half mirrored.
+
+    An input is the clean crop damaged by `degrade`, or (``copy_share`` of them) the same crop of one
+    generator's own copy of that emoji.
+    """
     size = CROP * SCALE
-    out = []
-    while len(out) < batch:
+    targets, inputs = [], []
+    while len(targets) < batch:
         i = int(torch.randint(len(high), (1,), generator=gen))
-        y, x = (int(v) * SCALE for v in torch.randint(0, 72 - CROP + 1, (2,), generator=gen))
-        crop = high[i, :, y : y + size, x : x + size].float()
-        if crop[3].mean() < 0.15:
+        y, x = (int(v) for v in torch.randint(0, 72 - CROP + 1, (2,), generator=gen))
+        target = high[i, :, y * SCALE : y * SCALE + size, x * SCALE : x * SCALE + size].float()
+        if target[3].mean() < 0.15:
             continue
-        out.append(crop.flip(-1) if torch.rand(1, generator=gen) < 0.5 else crop)
-    return torch.stack(out)
+        if copies and float(torch.rand(1, generator=gen)) < copy_share:
+            source = copies[int(torch.randint(len(copies), (1,), generator=gen))]
+            low = source[i, :, y : y + CROP, x : x + CROP].float()
+        else:
+            low = degrade(to_low(target[None]), gen)[0]
+        if torch.rand(1, generator=gen) < 0.5:
+            target, low = target.flip(-1), low.flip(-1)
+        targets.append(target)
+        inputs.append(low)
+    return torch.stack(targets), torch.stack(inputs)
 
 
 # ---------------------------------------------------------------------------------------------- networks
@@ -167,10 +211,11 @@ def to_uint8(premult: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def report(refiner: Refiner, high: torch.Tensor, sigma: float = 1.4) -> dict[str, float]:
-    """On held-out real emoji blurred like v1's output: L1 at 288 px and detail/haze versus the real image.
-
-    The "bicubic" numbers are today's plain upscale of the same inputs, for comparison.
+def report(
+    refiner: Refiner, high: torch.Tensor, copies: dict[str, torch.Tensor] | None = None, sigma: float = 1.4
+) -> dict[str, float]:
+    """On held-out real emoji blurred like v1's output (and each generator's own copy of them): L1 at 288 px
+    and detail/haze versus the real image. "bicubic" is the plain upscale of the same blurred inputs.
     """
     low = to_low(high.float())
     blurred = gaussian(low, torch.full((len(low),), sigma))
@@ -180,7 +225,9 @@ def report(refiner: Refiner, high: torch.Tensor, sigma: float = 1.4) -> dict[str
     )
     out: dict[str, float] = {}
     real_u8 = to_uint8(high.float())
-    for name, guess in (("refiner", ours), ("bicubic", plain)):
+    outputs = [("refiner", ours), ("bicubic", plain)]
+    outputs += [(f"{Path(name).stem}_copy", refine(refiner, c.float())) for name, c in (copies or {}).items()]
+    for name, guess in outputs:
         guess_u8 = to_uint8(guess)
         ratio = [interior_detail(g) / interior_detail(r) for g, r in zip(guess_u8, real_u8, strict=True)]
         out[f"{name}_l1"] = float((guess - high.float()).abs().mean())
@@ -212,6 +259,8 @@ def train_upscaler(
     started = time.monotonic()
     high = torch.from_numpy(render_high([dataset.emojis[i] for i in train_idx], font))
     test_high = torch.from_numpy(render_high([dataset.emojis[i] for i in test_idx], font))
+    groups = [int(dataset.image_group[i]) for i in train_idx]
+    copies = generator_copies(high, groups, list(recipe.copies)) if recipe.copies else []
     log.info(
         "upscaler data: %d train / %d report images rendered in %.1f s",
         len(high),
@@ -243,8 +292,8 @@ def train_upscaler(
         lr = recipe.lr * 0.5 * (1 + math.cos(math.pi * fraction))
         for group in opt_g.param_groups:
             group["lr"] = lr
-        target = crops(high, recipe.batch, gen)
-        guess = refiner(degrade(to_low(target), gen))
+        target, low = crops(high, recipe.batch, gen, copies, recipe.copy_share)
+        guess = refiner(low)
         loss = F.l1_loss(guess, target)
         adversarial = recipe.adversarial > 0 and fraction >= recipe.warmup
         if adversarial:
@@ -275,7 +324,9 @@ def train_upscaler(
             last_save = time.monotonic()
     progress.close()
     refiner.eval()
-    result = report(refiner, test_high)
+    test_groups = [int(dataset.image_group[i]) for i in test_idx]
+    test_copies = generator_copies(test_high, test_groups, list(recipe.copies)) if recipe.copies else []
+    result = report(refiner, test_high, dict(zip(recipe.copies, test_copies, strict=True)))
     meta = {
         "kind": "upscaler",
         "step": step,

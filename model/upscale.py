@@ -131,14 +131,15 @@ def refine(refiner: Refiner, pixels: torch.Tensor, batch: int = 16) -> torch.Ten
 
 
 @functools.lru_cache(maxsize=4)
-def shared_refiner(device: str = "cpu") -> Refiner:
-    """The shipped refiner, loaded once per device and shared by every Generator (server models included).
+def shared_refiner(device: str = "cpu", path: Path | None = None) -> Refiner:
+    """A refiner (None: the shipped one), loaded once per device and shared by every Generator (server models
+    included).
 
     Without the file (a trimmed install) drawings are still made, by the untrained refiner: exactly the
     bicubic upscale it corrects, logged once, so the bot keeps working, only less sharp.
     """
     try:
-        return load_refiner(SHIPPED_REFINER, device)
+        return load_refiner(path or SHIPPED_REFINER, device)
     except CheckpointError as exc:
         log.warning("%s; stickers and emoji will be plain bicubic upscales", exc)
         fallback = Refiner().to(device).eval()

@@ -254,15 +254,18 @@ def test_a_built_wheel_ships_the_checkpoint_and_draws_outside_the_checkout(tmp_p
         (image,) = gen.generate(["pizza"], count=1, seed=0)[0]
         print(model.__file__)
         print(SHIPPED_CHECKPOINT, SHIPPED_CHECKPOINT.with_name("maskgit.pt").is_file(), image.size)
+        from model.upscale import SHIPPED_REFINER, shared_refiner
+        print(SHIPPED_REFINER, shared_refiner("cpu").meta["kind"])  # the trained refiner, not the fallback
         """
     )
     loaded = subprocess.run(
         [vpython, "-c", code], cwd=run, env=env, capture_output=True, text=True, timeout=120
     )
     assert loaded.returncode == 0, loaded.stderr
-    module_file, shipped = loaded.stdout.splitlines()[-2:]
+    module_file, shipped, refiner = loaded.stdout.splitlines()[-3:]
     assert module_file.startswith(site), "model was imported from the checkout, not the wheel"
     assert shipped == f"{site}/model/checkpoints/base.pt True (72, 72)"
+    assert refiner == f"{site}/model/checkpoints/upscaler.pt upscaler"
 
 
 def test_the_package_list_names_every_package_of_model_and_bot() -> None:

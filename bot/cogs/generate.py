@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import expressions
+from bot import expressions, imaging
 from bot.naming import sticker_name
 from bot.replies import send_ephemeral
 from bot.results import ResultRecord, SaveKind
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_SEED = 2**31 - 1
 MAX_COUNT = 4
-DRAWN_CACHE = 256  # recent results kept in memory, so their buttons need no redraw
+DRAWN_CACHE = 64  # recent results kept in memory (≤ 1.7 MB each: 4 × 320 px), so buttons need no redraw
 GONE = "I no longer have this emoji, sorry. Make a new one with `/emoji`!"
 QUEUE_NOTE_AFTER = 1  # show the queue position when at least this many batches are ahead
 
@@ -299,7 +299,7 @@ class Generate(commands.Cog):
             if generation is None:
                 return
             shown = self._result(record, generation, pick=chosen, saved=saved)
-            image = shown.chosen
+            image = shown.chosen_at(imaging.STICKER_SIZE)  # 128 px is cut from it, not from 72 px
             assert image is not None  # save buttons exist only where one image is shown
             if kind is SaveKind.EMOJI:
                 done = await expressions.add_emoji(interaction, image, shown.name)

@@ -34,15 +34,17 @@ def test_sizes_limits_and_transparency(encode, size, limit):
     assert image.info["prompt"] == "축하해" and image.info["seed"] == "3"
 
 
-def test_sticker_is_emoji_gens_upscale():
-    """One seed, one sticker: the bot resizes with the model's upscaler, as `emoji-gen --size 320` does."""
-    from model.imaging import upscale
+def test_sticker_and_server_emoji_are_cut_from_the_large_image():
+    """One drawing, one path: the bot's PNGs are `model.imaging.resize` of the drawing's 320-px image."""
+    from model.imaging import resize
 
-    assert imaging.sticker_png(sample()) == imaging.png_bytes(upscale(sample(), 320))
+    large = resize(sample(), 320)
+    assert imaging.sticker_png(large) == imaging.png_bytes(large)  # already 320: not resampled again
+    assert imaging.emoji_png(large) == imaging.png_bytes(resize(large, 128))
 
 
-def test_upscale_never_tints_the_edges():
-    big = imaging.upscale(sample(), 320)
+def test_resizing_never_tints_the_edges():
+    big = imaging.resize(sample(), 320)
     edge = [big.getpixel((x, 160)) for x in range(320) if big.getpixel((x, 160))[3] > 0]
     assert edge and all(r >= 250 and g <= 5 and b <= 5 for r, g, b, _ in edge)  # premultiplied: no fringes
 

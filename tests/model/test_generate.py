@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from model import EmptyTextError, Generator
+from model.imaging import resize
 from model.sample import main as emoji_gen
 
 
@@ -42,8 +43,9 @@ def test_writes_exactly_the_contract_files(tiny_checkpoint, tmp_path):
         assert im.mode == "RGBA" and im.size == (72, 72)
 
 
-def test_sticker_size_is_the_same_emoji_upscaled(tiny_checkpoint, tmp_path):
-    for size in ("72", "320"):
+def test_every_size_is_the_same_emoji(tiny_checkpoint, tmp_path):
+    """--size 72, 128 and 320 are one drawing: 128 is the 320-px file resized, 72 its twin."""
+    for size in ("72", "128", "320"):
         assert (
             emoji_gen(
                 [
@@ -62,6 +64,8 @@ def test_sticker_size_is_the_same_emoji_upscaled(tiny_checkpoint, tmp_path):
         )
     big, small = Image.open(tmp_path / "320" / "0000_0.png"), Image.open(tmp_path / "72" / "0000_0.png")
     assert big.mode == "RGBA" and big.size == (320, 320)
+    with Image.open(tmp_path / "128" / "0000_0.png") as mid:
+        assert mid.tobytes() == resize(big, 128).tobytes()
     back = np.asarray(big.convert("RGBa").resize((72, 72), Image.Resampling.BOX), dtype=np.float32)
     # the tiny test model draws noise, the worst case for resampling; another image differs by ~30+
     assert np.abs(back - np.asarray(small.convert("RGBa"), dtype=np.float32)).mean() < 8
