@@ -33,16 +33,23 @@ def resize(image: Image.Image, size: int) -> Image.Image:
     return image.convert("RGBa").resize((size, size), Image.Resampling.LANCZOS).convert("RGBA")
 
 
-def with_margin(image: Image.Image) -> Image.Image:
-    """The image itself if enough of its outer frame is transparent, else shrunk and centred so it is."""
-    rgba = image.convert("RGBA")
-    if frame_transparency(np.asarray(rgba)) >= MIN_FRAME_CLEAR:
-        return rgba
-    side = rgba.width
+def clear_frame(image: Image.Image) -> bool:
+    """Whether at least half of the image's outer 2-px frame (scaled with its size) is transparent."""
+    return frame_transparency(np.asarray(image.convert("RGBA"))) >= MIN_FRAME_CLEAR
+
+
+def shrunk(image: Image.Image) -> Image.Image:
+    """The image scaled down and centred, leaving a transparent MARGIN on every side."""
+    side = image.width
     inner = side - 2 * round(MARGIN * side)
-    canvas = Image.new("RGBA", rgba.size, (0, 0, 0, 0))
-    canvas.paste(resize(rgba, inner), ((side - inner) // 2,) * 2)
+    canvas = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    canvas.paste(resize(image, inner), ((side - inner) // 2,) * 2)
     return canvas
+
+
+def with_margin(image: Image.Image) -> Image.Image:
+    """The image itself if its frame is clear enough, else shrunk so that it is."""
+    return image.convert("RGBA") if clear_frame(image) else shrunk(image)
 
 
 def from_premultiplied(pixels: np.ndarray) -> Image.Image:
@@ -52,6 +59,10 @@ def from_premultiplied(pixels: np.ndarray) -> Image.Image:
 
 
 def renditions(high: Image.Image) -> tuple[Image.Image, Image.Image]:
-    """(72-px emoji, 320-px sticker) from one 288-px drawing, margin kept in both."""
-    high = with_margin(high)
-    return with_margin(resize(high, EMOJI_SIZE)), resize(high, STICKER_SIZE)
+    """(72-px emoji, 320-px sticker) from one 288-px drawing; shrunk first if any size (72, 128 or 320)
+    would show a mostly opaque frame, so every output a user can get keeps its margin."""
+    small, large = resize(high, EMOJI_SIZE), resize(high, STICKER_SIZE)
+    if all(clear_frame(im) for im in (small, resize(large, SERVER_EMOJI_SIZE), large)):
+        return small, large
+    high = shrunk(high)
+    return resize(high, EMOJI_SIZE), resize(high, STICKER_SIZE)
