@@ -145,7 +145,7 @@ class Replica:
         async with lock:
             served = self._models.get(path)
             if served is None:
-                generator = await asyncio.to_thread(self.load, Path(path))
+                generator = await asyncio.to_thread(self.load, Path(path), self.base)  # a delta: over ours
                 served = _Served(next(self._keys), generator)
                 self.worker.set_generator(served.key, generator)
                 self._models[path] = served

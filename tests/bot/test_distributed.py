@@ -70,6 +70,7 @@ async def test_replicas_draw_the_in_process_bytes_and_route_a_servers_model_by_f
         for generation, drawing in zip(generations, expected, strict=True):
             assert generation.model_name == generator.name
             assert _pixels(generation.images) == _pixels(drawing.images)
+            assert _pixels(generation.drawing.large) == _pixels(drawing.large)  # the sticker size too
             assert (generation.drawing.tag, generation.drawing.parts) == (drawing.tag, drawing.parts)
 
         # A server's own model travels as its file; the replica loads it (here: a copy of the base model).
