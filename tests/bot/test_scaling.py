@@ -105,9 +105,9 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from bot.results import ResultStore
 
-    store = ResultStore(Path(sys.argv[1])).open()
     sys.stdout.write("ready\\n"); sys.stdout.flush()
-    sys.stdin.readline()  # both start writing together
+    sys.stdin.readline()  # both open and write together, as shard processes starting at once
+    store = ResultStore(Path(sys.argv[1])).open()
     for i in range(int(sys.argv[3])):
         store.add(guild_id=int(sys.argv[2]), requester_id=i, text="동시에", seed=i, count=1,
                   private=False, model_name="m")
@@ -117,8 +117,9 @@ WRITER = textwrap.dedent(
 
 
 def test_two_processes_write_one_sqlite_store_at_once(tmp_path):
-    """Shard processes on one machine share data_dir: WAL lets them write the same file concurrently."""
-    rows = 300
+    """Shard processes on one machine share data_dir: WAL and the busy timeout let them open and write the
+    same file at once (without the timeout this fails with "database is locked", at open or at a write)."""
+    rows = 2000
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, str(tmp_path), str(guild), str(rows)],
