@@ -31,9 +31,7 @@ class KiwiCorrector:
     """text -> Kiwi's corrected spelling (None when it changes nothing or the text has no Hangul)."""
 
     def __init__(self) -> None:
-        from kiwipiepy import Kiwi
-
-        self._kiwi = Kiwi()
+        self._kiwi = None  # loaded on first use (4-7 s), so loading a Generator stays fast
         self._lock = threading.Lock()  # one analysis at a time (the worker is one thread; tests are many)
         self._cache: dict[str, str | None] = {}
 
@@ -43,6 +41,10 @@ class KiwiCorrector:
         if text in self._cache:
             return self._cache[text]
         with self._lock:
+            if self._kiwi is None:
+                from kiwipiepy import Kiwi
+
+                self._kiwi = Kiwi()
             tokens = self._kiwi.tokenize(text, normalize_coda=True, typos=TYPOS)
             kept = [t for t in tokens if t.tag != "Z_CODA"]
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -145,6 +146,23 @@ class Reader:
     korean: Callable[[str], str | None] | None = None
     use_rules: bool = True
     _maps: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict, repr=False)
+    _ready: threading.Event | None = field(default=None, repr=False)
+
+    def warm_in_background(self) -> None:
+        """Load the sentence encoder's and Kiwi's weights (~4-10 s) on a thread, so that loading a
+        Generator stays fast and the first request waits only for what is left (`base_probs` waits)."""
+        self._ready = threading.Event()
+
+        def warm() -> None:
+            try:
+                if self.encoder is not None:
+                    self.encoder.encode(["warm up"])
+                if self.korean is not None:
+                    self.korean("준비")
+            finally:
+                self._ready.set()
+
+        threading.Thread(target=warm, name="text-side-warm-up", daemon=True).start()
 
     @classmethod
     def load(cls, index_path: Path = INDEX_PATH) -> Reader:
@@ -165,7 +183,9 @@ class Reader:
         from model.korean import corrector
 
         korean = corrector() if "-kiwi" not in off else None
-        return cls(index=index, encoder=encoder, korean=korean, use_rules="-rules" not in off)
+        reader = cls(index=index, encoder=encoder, korean=korean, use_rules="-rules" not in off)
+        reader.warm_in_background()
+        return reader
 
     @property
     def semantic(self) -> bool:
@@ -195,6 +215,8 @@ class Reader:
         self, text: str, encoder_probs: Callable[[str], torch.Tensor], groups: Sequence[str]
     ) -> torch.Tensor:
         """(groups,) p(group | text): the encoder's and the semantic scores, over every reading."""
+        if self._ready is not None:
+            self._ready.wait()
         readings = self.readings(text)
         logps = torch.stack([encoder_probs(r).clamp_min(1e-12).log() for r in readings])  # (R, G)
         if self.semantic:

