@@ -1,7 +1,8 @@
 """Regression guard for the issue-11 refactor: the shipped checkpoints draw the same bytes as before it.
 
-Every digest below was computed from the code as it was *before* the refactor (commit e502664), so a change
-that moves code around but alters one pixel, one sticker tag or one checkpoint byte fails here. To re-record
+The digests were first computed before the refactor (commit e502664) and re-recorded once on purpose, when
+the refiner (checkpoints/upscaler.pt) began cutting every size from its 288-px drawing; a change that moves
+code around but alters one pixel, one sticker tag or one checkpoint byte fails here. To re-record
 after an intended behaviour change: `GOLDEN_RECORD=1 pytest tests/model/test_golden.py -s` and paste the
 output.
 """
@@ -26,15 +27,17 @@ FILE_SHA256 = {
     "base.pt": "5581dfb1559b94c030d172e0c0bd0639009d947d0596c2f8b18ad765eab39a09",
     "maskgit.pt": "b7bb3613b3d50cf7176095a0f32ac679afd0ad564582b59480b203105ac3b46d",
 }
+# files every arch shares
+SHARED_FILE_SHA256 = {"upscaler.pt": "0277fa806ef1b67358f335f7f3d4cf2cfe6fad18854824fe93d5122911c11149"}
 # per checkpoint: sha256 over every generated PNG (prompt order, then sample order)
 GENERATE_SHA256 = {
-    "base.pt": "91ff6823de9e1a9bdd1d9c2fcaeaf1a34c9fcdf48de8045429d20a953ada504a",
-    "maskgit.pt": "28294cda8b8d6938e36b47409431c08431de9da5986b4c72ed5ed7a012f01c85",
+    "base.pt": "bafd585e4aeac125f88537e432e46dd6711dd2e5c006026a4cc05c69deca79d0",
+    "maskgit.pt": "78081255ebbaa60a60b3a7da7b74105d50182897ec6af5de6cac66f43b2d56f7",
 }
 # per checkpoint: sha256 over emoji-gen --size 320's files, in name order
 EMOJI_GEN_SHA256 = {
-    "base.pt": "a3cd8ddc12b3c9a7abc014f719d2b5f5ff1b17b1af924ecc09c3c14b303cf5ce",
-    "maskgit.pt": "c5458d5a803ff44d3b7e163474d602a8d11800c5162a2db9a51f098a64651b8d",
+    "base.pt": "f17308b32d272fc318ac91dc25e8e1a4b59b83909e21bfabbb0dd1cb2b048e21",
+    "maskgit.pt": "393eac0e44b46c0a203b2b31de1336423c1f180dde36c749be828cdd0b35ce31",
 }
 # per checkpoint: the sticker tag (related emoji) of every prompt; the text side of issue 12 (model.reading)
 # reads the whole "고양이 + 왕관" as a cat (😽) where the encoder alone said 👑 — the drawings are unchanged
@@ -81,6 +84,11 @@ def shipped(request):
 def test_checkpoint_files_are_unchanged(shipped):
     name, _ = shipped
     check(FILE_SHA256, name, sha256_file(CHECKPOINTS / name))
+
+
+def test_upscaler_file_is_unchanged():
+    """Every arch's pixels go through the refiner: a new one changes all digests below, on purpose only."""
+    check(SHARED_FILE_SHA256, "upscaler.pt", sha256_file(CHECKPOINTS / "upscaler.pt"))
 
 
 def test_generate_bytes_are_unchanged(shipped):
