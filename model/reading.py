@@ -229,7 +229,7 @@ class Reader:
                 sem[r, rows >= 0] = scores[rows[rows >= 0]]
             sem_logp = torch.from_numpy(sem / cfg.temperature).log_softmax(-1)
             # a group the index has never seen (a server's fine-tuned name) must not be vetoed by it: it
-            # scores one nat under the best known group, so the encoder decides unless the two are close
+            # scores UNKNOWN_GROUP_PENALTY nats under the best known group: the encoder must be clearly for it
             unknown = torch.from_numpy(rows < 0)
             if unknown.any() and not unknown.all():
                 best = sem_logp[:, ~unknown].max(-1, keepdim=True).values
@@ -238,7 +238,7 @@ class Reader:
         return logps.mean(0).softmax(-1)
 
 
-UNKNOWN_GROUP_PENALTY = 1.0  # semantic log-probability of a group missing from the index, below the best
+UNKNOWN_GROUP_PENALTY = 3.0  # semantic log-probability of a group missing from the index, below the best
 
 
 @lru_cache(maxsize=1)
