@@ -3,10 +3,9 @@
 A generator draws at 72 px; the refiner (`model/upscale.py`) makes that a sharp 288-px image. All a user
 sees is cut from that one high-resolution image (`renditions`) by Lanczos in premultiplied space: the 72-px
 emoji (as the dataset's real 72-px emoji were made from the font's bitmap), the 128-px server emoji and the
-320-px sticker. Every rendition
-keeps a transparent margin (`with_margin`): a drawing whose outer frame is mostly opaque (boxed glyphs: 🆘,
-keycaps) is shrunk into the canvas, since a square background looks broken on Discord's dark and light
-themes.
+320-px sticker. Every rendition keeps a transparent margin: a drawing whose outer frame would be mostly
+opaque at any of those sizes (boxed glyphs: 🆘, keycaps) is shrunk into the canvas (`shrunk`), since a
+square background looks broken on Discord's dark and light themes.
 
 PIL and numpy only (no torch), so `bot/imaging.py` imports it cheaply.
 """
@@ -19,7 +18,6 @@ from PIL import Image
 from model.quality import frame_transparency
 
 EMOJI_SIZE = 72  # what the model draws and the bot shows as candidates
-HIGH_SIZE = 288  # the refiner's output: ×4
 SERVER_EMOJI_SIZE = 128  # Discord's recommended custom-emoji size
 STICKER_SIZE = 320  # Discord stickers are exactly 320×320; emoji-gen --size 320 matches
 MIN_FRAME_CLEAR = 0.5  # share of the outer 2-px frame that must stay transparent
