@@ -73,8 +73,9 @@ def merge(weight: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
 
 def add_adapters(
     model: nn.Module, prefix: str, generator: torch.Generator, rank: int = ADAPTER_RANK
-) -> list[nn.Parameter]:
-    """Make the submodule `prefix` tunable the delta way; the parameters to optimise.
+) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Make the submodule `prefix` tunable the delta way; the parameters to optimise: (tuned whole,
+    adapters' factors), apart because the factors need a larger learning rate to move as far.
 
     Weights with more than WHOLE_LIMIT elements get a LowRank adapter (the weight itself stays frozen);
     the rest are tuned whole.
@@ -82,17 +83,18 @@ def add_adapters(
     module = model.get_submodule(prefix)
     module.requires_grad_(False)
     tuned: list[nn.Parameter] = []
+    factors: list[nn.Parameter] = []
     for name, param in list(module.named_parameters()):
         owner_name, _, leaf = name.rpartition(".")
         owner = module.get_submodule(owner_name)
         if param.dim() >= 2 and param.numel() > WHOLE_LIMIT:
             adapter = LowRank(param, rank, generator)
             parametrize.register_parametrization(owner, leaf, adapter)
-            tuned += [adapter.a, adapter.b]
+            factors += [adapter.a, adapter.b]
         else:
             param.requires_grad_(True)
             tuned.append(param)
-    return tuned
+    return tuned, factors
 
 
 def _adapters(model: nn.Module) -> dict[str, LowRank]:

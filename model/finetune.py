@@ -44,12 +44,16 @@ from model.checkpoint import (
 from model.delta import add_adapters, bake, make_delta
 from model.device import resolve_device
 from model.prompt import name_key
+from model.reading import CUSTOM_PREFIX
 from model.sample import Generator
 from model.text import to_device
 
 log = logging.getLogger(__name__)
 
-CUSTOM_PREFIX = "custom:"
+# Adam moves each adapter factor ~lr a step, but B starts at zero, so B @ A takes far longer to move as far
+# as a whole weight would: the factors learn this many times faster (bench/finetune.py, v1: submitted
+# hit@1 0.870 -> 0.980 from 1x to 10x, base held-out drop 0.027 -> 0.029).
+ADAPTER_LR_SCALE = 10.0
 
 
 @dataclass
@@ -135,12 +139,13 @@ def finetune(
     group_names = {g: n for n, g in name_group.items()}
     task_type = get_arch(model.cfg.arch).trainer.FinetuneTask
     task = task_type(model, teacher, images, members, dev, trng, gen, group_names)
-    tuned = add_adapters(model, task_type.TUNED, torch.Generator().manual_seed(seed + 1))
+    tuned, factors = add_adapters(model, task_type.TUNED, torch.Generator().manual_seed(seed + 1))
     opt = torch.optim.Adam(
         [
             {"params": [model.text.prototypes], "lr": 5e-3},
             {"params": [model.groups.weight], "lr": 3e-3},
             {"params": tuned, "lr": task_type.LR},
+            {"params": factors, "lr": task_type.LR * ADAPTER_LR_SCALE},
         ]
     )
     base_texts = sorted(set(meta.emoji_names.values()))

@@ -35,6 +35,8 @@ from model.semantic import INDEX_PATH, SemanticIndex, SentenceEncoder, encoder_v
 
 log = logging.getLogger(__name__)
 
+CUSTOM_PREFIX = "custom:"  # a server's fine-tuned name's group key: "custom:" + the name (model.finetune)
+
 # ------------------------------------------------------------------------------------------ modifiers
 
 # (kind, value, words that say it). Korean modifiers precede the noun, as adjectives do in English; a
@@ -203,12 +205,26 @@ class Reader:
                     out.append(fixed)
         return list(dict.fromkeys(out))
 
-    def _group_map(self, groups: Sequence[str]) -> np.ndarray:
-        """For each of the generator's groups, its row in the index (-1: not in the index)."""
+    def _group_map(self, groups: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the generator's groups: each one's row in the index (-1: not in it), and the columns and
+        projected name vectors of the groups a server fine-tuned (named "custom:<name>"), which the index
+        cannot know but the sentence encoder can read as well as any other text."""
         key = tuple(groups)
         if key not in self._maps:
             where = {k: i for i, k in enumerate(self.index.keys)}
-            self._maps[key] = np.asarray([where.get(g, -1) for g in groups], np.int64)
+            rows = np.asarray([where.get(g, -1) for g in groups], np.int64)
+            named = [
+                (i, g.removeprefix(CUSTOM_PREFIX))
+                for i, g in enumerate(groups)
+                if rows[i] < 0 and g.startswith(CUSTOM_PREFIX)
+            ]
+            columns = np.asarray([i for i, _ in named], np.int64)
+            vectors = (
+                self.index.project(self.encoder.encode([n for _, n in named]))
+                if named
+                else np.zeros((0, self.index.basis.shape[1]), np.float32)
+            )
+            self._maps[key] = (rows, columns, vectors)
         return self._maps[key]
 
     def base_probs(
@@ -222,15 +238,17 @@ class Reader:
         if self.semantic:
             cfg = self.index.config
             vectors = self.encoder.encode(readings)  # (R, 512)
-            rows = self._group_map(groups)
+            rows, columns, names = self._group_map(groups)
             sem = np.full((len(readings), len(groups)), -1.0, np.float32)
             for r, v in enumerate(vectors):
                 scores = self.index.group_scores(v)
                 sem[r, rows >= 0] = scores[rows[rows >= 0]]
+                sem[r, columns] = names @ self.index.project(v[None])[0]
             sem_logp = torch.from_numpy(sem / cfg.temperature).log_softmax(-1)
-            # a group the index has never seen (a server's fine-tuned name) must not be vetoed by it: it
-            # scores UNKNOWN_GROUP_PENALTY nats under the best known group: the encoder must be clearly for it
+            # any other group the index has never seen must not be vetoed by it: it scores
+            # UNKNOWN_GROUP_PENALTY nats under the best known group, so the encoder must be clearly for it
             unknown = torch.from_numpy(rows < 0)
+            unknown[torch.from_numpy(columns)] = False
             if unknown.any() and not unknown.all():
                 best = sem_logp[:, ~unknown].max(-1, keepdim=True).values
                 sem_logp = torch.where(unknown, best - UNKNOWN_GROUP_PENALTY, sem_logp)

@@ -169,6 +169,21 @@ def test_reader_mixes_encoder_and_semantic_scores():
     assert float(probs[0]) > float(probs[1])
 
 
+def test_a_servers_names_are_read_by_the_sentence_encoder_too():
+    """A fine-tuned name is not in the index, but the encoder reads it like any text: its own words find
+    it, and a base prompt still finds the base emoji rather than the server's."""
+    import torch
+
+    index = build_index(FakeDataset(), FakeEncoder(), IndexConfig(dims=4))
+    reader = Reader(index=index, encoder=FakeEncoder(), use_rules=False)
+    groups = FakeDataset.groups + ["custom:kitten nap", "custom:zzz"]
+    flat = lambda text: torch.full((len(groups),), 1 / len(groups))  # noqa: E731
+    assert groups[int(reader.base_probs("zzz", flat, groups).argmax())] == "custom:zzz"
+    probs = reader.base_probs("kitten", flat, groups)
+    assert groups[int(probs.argmax())] == "🐱"
+    assert float(probs[3]) < float(probs[0]) and float(probs[4]) < float(probs[0])
+
+
 # ------------------------------------------------------------------------------------------ Kiwi
 
 
