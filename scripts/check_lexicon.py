@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LEXICON = ROOT / "model" / "resources" / "chat_lexicon.tsv"
 EVAL = ROOT / "model" / "resources" / "chat_prompts_eval.tsv"
 BLIND = ROOT / "model" / "resources" / "chat_prompts_blind.tsv"
+TUNE = ROOT / "model" / "resources" / "chat_prompts_tune.tsv"
 EMOJILIB = ROOT / "model" / "resources" / "emojilib-en-US.json"
 BLIND_KINDS = ("korean_chat", "english_chat", "mixed", "description", "rare_object")
 BLIND_LANGS = ("ko", "en", "mix", "rom", "emoticon")
@@ -203,9 +204,16 @@ def load_cldr_texts(cldr_dir: Path) -> list[str]:
 
 
 def check_blind(
-    cldr_dir: Path, cps: set[str], lex_texts: list[str], eval_texts: list[str], errors: list[str]
+    cldr_dir: Path,
+    cps: set[str],
+    lex_texts: list[str],
+    eval_texts: list[str],
+    errors: list[str],
+    path: Path = BLIND,
+    also: dict[str, list[str]] | None = None,
 ):
-    """The blind set: well-formed, and no prompt loosely equal to any training text; returns kind counts."""
+    """The blind set (or the tuning set, written like it): well-formed, and no prompt loosely equal to any
+    training text (nor to the texts in `also`, by source name); returns kind counts."""
     import json
 
     emojilib = [k for kws in json.loads(EMOJILIB.read_text(encoding="utf-8")).values() for k in kws]
@@ -215,11 +223,12 @@ def check_blind(
         "chat eval": training_keys(eval_texts),
         "emojilib": training_keys(emojilib),
         "CLDR": training_keys(cldr),
+        **{name: training_keys(texts) for name, texts in (also or {}).items()},
     }
     by_kind: Counter[str] = Counter()
     seen: dict[str, int] = {}
-    for lineno, (prompt, kind, lang, acceptable) in read_rows(BLIND, 4, errors):
-        where = f"{BLIND.name}:{lineno}"
+    for lineno, (prompt, kind, lang, acceptable) in read_rows(path, 4, errors):
+        where = f"{path.name}:{lineno}"
         if kind not in BLIND_KINDS or lang not in BLIND_LANGS:
             errors.append(f"{where}: bad kind/lang {kind!r}/{lang!r}")
         key = loose(prompt)
@@ -227,7 +236,7 @@ def check_blind(
             errors.append(f"{where}: duplicate prompt {prompt!r} (line {seen[key]})")
         seen.setdefault(key, lineno)
         # rare_object prompts are CLDR names on purpose: they must only stay clear of the chat texts
-        checked = ("lexicon", "chat eval") if kind == "rare_object" else tuple(sources)
+        checked = ("lexicon", "chat eval", *(also or {})) if kind == "rare_object" else tuple(sources)
         hits = {
             (name, sources[name][k])
             for k in map(loose, untemplate(prompt))
@@ -235,7 +244,7 @@ def check_blind(
             if k in sources[name]
         }
         for name, hit in sorted(hits):
-            errors.append(f"{where}: blind prompt {prompt!r} collides with {name} text {hit!r}")
+            errors.append(f"{where}: prompt {prompt!r} collides with {name} text {hit!r}")
         check_emoji_list(where, acceptable, 1, 8, cps, errors)
         by_kind[kind] += 1
     return by_kind
@@ -335,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         check_emoji_list(where, acceptable, 2, 8, cps, errors)
         by_kind[(lang, kind)] += 1
 
-    blind_kinds = check_blind(
-        args.cldr, cps, [t for _, (t, _e) in lex_rows], [p for _, (p, *_r) in eval_rows], errors
-    )
+    lex_list, eval_list = [t for _, (t, _e) in lex_rows], [p for _, (p, *_r) in eval_rows]
+    blind_kinds = check_blind(args.cldr, cps, lex_list, eval_list, errors)
+    # the tuning set must not share a prompt with the blind set either: weights tuned on it stay blind
+    blind_list = [p for _, (p, *_r) in read_rows(BLIND, 4, [])]
+    tune_kinds = check_blind(args.cldr, cps, lex_list, eval_list, errors, TUNE, {"blind": blind_list})
 
     print(f"CLDR: {len(cps)} emoji, {len(cldr_words)} keywords/names (ko+en)")
     n_ko = sum(
@@ -356,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"blind: {sum(blind_kinds.values())} prompts: "
         + ", ".join(f"{k}={n}" for k, n in sorted(blind_kinds.items()))
+    )
+    print(
+        f"tune: {sum(tune_kinds.values())} prompts: "
+        + ", ".join(f"{k}={n}" for k, n in sorted(tune_kinds.items()))
     )
     for err in errors:
         print("ERROR", err, file=sys.stderr)

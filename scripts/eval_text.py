@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--hit", action="store_true", help="also draw images and report hit@1")
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--no-reader", action="store_true", help="the checkpoint's own text encoder only")
-    parser.add_argument("--sets", default="blind,dev")
+    parser.add_argument("--sets", default="blind,dev", help="comma-separated: blind, tune, dev")
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = load_or_build(Path(TrainConfig().data)) if args.hit else None
@@ -57,6 +57,10 @@ def main() -> None:
             blind = chat_sets(RESOURCES / "chat_prompts_blind.tsv", index)
             sets += [PromptSet(s.name.replace("chat-", "blind-"), s.texts, s.acceptable) for s in blind]
             sets.append(overall("blind-all", blind))
+        if "tune" in args.sets:  # written like the blind set, for choosing weights without it
+            tune = chat_sets(RESOURCES / "chat_prompts_tune.tsv", index)
+            sets += [PromptSet(s.name.replace("chat-", "tune-"), s.texts, s.acceptable) for s in tune]
+            sets.append(overall("tune-all", tune))
         if "dev" in args.sets:
             dev = chat_sets(RESOURCES / "chat_prompts_eval.tsv", index)
             sets += dev + [overall("chat-all", dev)]

@@ -209,10 +209,11 @@ def test_blind_set_is_well_formed_and_large():
 
 
 def test_blind_set_feeds_no_training_path(tmp_path, monkeypatch):
-    """No code that builds training data or the index names it, and changing it leaves the data as it is."""
+    """No code that builds training data or the index names it (nor the tuning set written like it), and changing it leaves the data as it is."""
     for path in ["model/data.py", "model/train_data.py", "model/train.py", "model/train_maskgit.py",
                  "model/semantic.py", "model/chat.py", "model/finetune.py"]:  # fmt: skip
-        assert "chat_prompts_blind" not in (ROOT / path).read_text(encoding="utf-8"), path
+        for held_out in ("chat_prompts_blind", "chat_prompts_tune"):
+            assert held_out not in (ROOT / path).read_text(encoding="utf-8"), path
     import model.data as data
 
     copy = tmp_path / "resources"
@@ -222,6 +223,7 @@ def test_blind_set_feeds_no_training_path(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "RESOURCES", copy)
     before = data.text_sources_fingerprint()
     (copy / BLIND.name).write_text("# changed\n", encoding="utf-8")
+    (copy / "chat_prompts_tune.tsv").write_text("# changed\n", encoding="utf-8")
     assert data.text_sources_fingerprint() == before
     (copy / "chat_lexicon.tsv").write_text("# changed\n", encoding="utf-8")
     assert data.text_sources_fingerprint() != before  # the check can fail
@@ -242,6 +244,7 @@ def test_blind_set_is_disjoint_from_training_texts():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"blind: \d+ prompts", out.stdout)
+    assert re.search(r"tune: \d+ prompts", out.stdout)  # the tuning set shares no prompt with the blind one
 
 
 def test_loose_keys_catch_trivial_variants():
