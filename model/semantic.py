@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from model.checkpoint import SHIPPED_CHECKPOINT
+from model.data import split_texts
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +156,19 @@ def training_phrases(dataset, glosses: bool = True) -> tuple[list[str], list[str
     """(text, group key) for every distinct training pair: CLDR ko/en, emojilib, the chat lexicon; with
     `glosses`, also one gloss per group and language: its CLDR texts joined ("penguin, bird, antarctica").
 
-    Held-out prompt files are never read here (model.data builds pairs from training sources only).
+    Held-out prompt files are never read here (model.data builds pairs from training sources only), and the
+    CLDR texts that `split_texts` holds out from the text encoder are left out here too: the index is trained
+    on what the encoder is, or `emoji-train eval`'s cldr-held-out set would be looked up, not generalised to.
     """
+    _, held_out = split_texts(dataset)
     seen: set[tuple[str, str]] = set()
     texts, keys = [], []
     by_lang: dict[tuple[str, str], list[str]] = {}
     for text, group, source in zip(
         dataset.pair_texts, dataset.pair_groups.tolist(), dataset.pair_source, strict=True
     ):
+        if text in held_out:
+            continue
         key = dataset.groups[group]
         if (text, key) not in seen:
             seen.add((text, key))
