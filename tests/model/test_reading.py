@@ -209,7 +209,8 @@ def test_blind_set_is_well_formed_and_large():
 
 
 def test_blind_set_feeds_no_training_path(tmp_path, monkeypatch):
-    """No code that builds training data or the index names it (nor the tuning set written like it), and changing it leaves the data as it is."""
+    """No code that builds training data or the index names it (nor the tuning set written like it), and
+    changing it leaves the data as it is."""
     for path in ["model/data.py", "model/train_data.py", "model/train.py", "model/train_maskgit.py",
                  "model/semantic.py", "model/chat.py", "model/finetune.py"]:  # fmt: skip
         for held_out in ("chat_prompts_blind", "chat_prompts_tune"):
