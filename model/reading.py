@@ -243,7 +243,7 @@ class Reader:
             for r, v in enumerate(vectors):
                 scores = self.index.group_scores(v)
                 sem[r, rows >= 0] = scores[rows[rows >= 0]]
-                sem[r, columns] = names @ self.index.project(v[None])[0]
+            sem[:, columns] = self.index.project(vectors) @ names.T  # a server's names: cosine to each
             sem_logp = torch.from_numpy(sem / cfg.temperature).log_softmax(-1)
             # any other group the index has never seen must not be vetoed by it: it scores
             # UNKNOWN_GROUP_PENALTY nats under the best known group, so the encoder must be clearly for it
