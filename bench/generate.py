@@ -1,7 +1,9 @@
 """Generation benchmark: load time, latency for 1 and 4 images, batch-64 throughput, peak RSS, file size.
 
     python bench/generate.py [--checkpoint PATH ...] [--device cpu|cuda] [--runs 20]
-    python bench/generate.py --checkpoint checkpoints/base.pt --checkpoint checkpoints/maskgit.pt  # v1 vs v2
+    python bench/generate.py --checkpoint checkpoints/composer.pt  # one arch only
+
+Without --checkpoint it measures every shipped arch in one run (v1 base.pt, v2 maskgit.pt, v3 composer.pt).
 
 Targets on 2 CPU cores: 4 images <= 1 s p50; peak RSS <= 1.5 GB; the sticker path (learned ×4 refiner,
 renditions, 4 sticker PNGs) <= 100 ms for 4 images. Prints numbers; asserts nothing.
@@ -28,6 +30,8 @@ from model.sample import Generator, TextProbs  # noqa: E402
 
 PROMPTS = ["축하해", "배고파", "pizza party", "고양이", "so sleepy lol", "비 와", "love you", "🐱 + 👑"]
 MASHUP = "고양이 + 왕관"
+TWO_CONCEPT = "파란 고양이"  # v3 draws it in one pass; v1/v2 read it as one thing
+SHIPPED = ("base.pt", "maskgit.pt", "composer.pt")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,7 +57,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
 
-    for checkpoint in args.checkpoint or [None]:
+    shipped = [
+        str(SHIPPED_CHECKPOINT.with_name(n)) for n in SHIPPED if SHIPPED_CHECKPOINT.with_name(n).is_file()
+    ]
+    for checkpoint in args.checkpoint or shipped or [None]:
         bench(checkpoint, args.device, args.runs)
 
 
@@ -79,6 +86,8 @@ def bench(checkpoint: str | None, device_name: str, runs: int) -> None:
         )
     lat = timed(lambda: gen.generate([MASHUP], 4, next(seed)), max(3, runs // 2), sync)
     print(f"  4 mashup images ({MASHUP}): p50 {statistics.median(lat) * 1000:.1f} ms")
+    lat = timed(lambda: gen.generate([TWO_CONCEPT], 4, next(seed)), max(3, runs // 2), sync)
+    print(f"  4 two-concept images ({TWO_CONCEPT}): p50 {statistics.median(lat) * 1000:.1f} ms")
     texts = [PROMPTS[i % len(PROMPTS)] for i in range(64)]
     lat = timed(lambda: gen.generate(texts, 1, next(seed)), max(3, runs // 4), sync)
     print(f"  batch 64: {64 / statistics.median(lat):.0f} images/s")

@@ -33,6 +33,7 @@ class Arch:
 ARCHS: dict[str, Arch] = {
     "cvae": Arch("cvae", "model.networks", "model.train"),
     "maskgit": Arch("maskgit", "model.maskgit", "model.train_maskgit"),
+    "composer": Arch("composer", "model.composer", "model.train_composer"),
 }
 
 

@@ -73,13 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--arch",
         choices=list(ARCHS),
         default=DEFAULTS.arch,
-        help="cvae: the seed's conditional VAE (v1); maskgit: image tokens + masked transformer (v2)",
+        help="cvae: the seed's conditional VAE (v1); maskgit: image tokens + masked transformer (v2); "
+        "composer: v1's decoder conditioned on a thing plus modifiers, trained on kitchen composites (v3)",
     )
     base.add_argument(
         "--text-from",
         default=DEFAULTS.text_from,
         metavar="CKPT",
         help="reuse this checkpoint's text encoder (same emoji groups) and skip the text phase",
+    )
+    base.add_argument(
+        "--init-from",
+        default=DEFAULTS.init_from,
+        metavar="CKPT",
+        help="start from this checkpoint's weights where names and shapes match (composer: a v1 checkpoint); "
+        "its text encoder is kept and the text phase skipped",
     )
     base.add_argument("--resume", action="store_true", help="continue from OUT.train")
     base.add_argument(
@@ -116,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     base.add_argument(
         "--tf-lr", type=float, default=DEFAULTS.tf_lr, help="maskgit: transformer learning rate"
+    )
+    base.add_argument(
+        "--compose-share",
+        type=float,
+        default=DEFAULTS.compose_share,
+        help="composer: share of each batch made by the data kitchen (model.kitchen)",
+    )
+    base.add_argument(
+        "--bank", type=int, default=DEFAULTS.bank, help="composer: kitchen combinations made up front"
     )
     base.add_argument(
         "--save-every", type=float, default=DEFAULTS.save_every, help="minutes between resumable saves"

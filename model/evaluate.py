@@ -25,10 +25,12 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
+from model.compose_eval import DISTINCT_SEEDS, ComposeJudge
 from model.data import (
     RESOURCES,
     DataError,
     EmojiDataset,
+    find_cldr,
     find_font,
     group_key,
     load_or_build,
@@ -207,7 +209,12 @@ def chat_sets(path: Path, group_index: dict[str, int]) -> list[PromptSet]:
 
 
 def evaluate_set(
-    gen: Generator, nearest: NearestEmoji, ps: PromptSet, samples: int, real: RealDetail | None = None
+    gen: Generator,
+    nearest: NearestEmoji,
+    ps: PromptSet,
+    samples: int,
+    real: RealDetail | None = None,
+    judge: ComposeJudge | None = None,
 ) -> tuple[dict, list]:
     """Numbers for one prompt set, plus the images (for grids)."""
     probs = gen.group_probs(ps.texts).numpy()
@@ -242,7 +249,34 @@ def evaluate_set(
     }
     if real is not None:
         result |= sharpness(nearest, real, arrays, np.stack(large))
+    if judge is not None:
+        result |= judge.novelty(arrays)
     return result, images
+
+
+def evaluate_new(gen: Generator, judge: ComposeJudge, samples: int, single: list[str]) -> tuple[list, dict]:
+    """The new-emoji rows: held-out two-concept pairs (recogniser) and distinct images among 16 seeds."""
+    prompts = judge.prompts
+    drawings = []
+    for start in range(0, len(prompts), 32):
+        drawings += gen.draw([(p.text, samples, EVAL_SEED) for p in prompts[start : start + 32]])
+    arrays = np.stack([np.asarray(im) for d in drawings for im in d.images])
+    items = [p for p in prompts for _ in range(samples)]
+    row = {"set": "two-concept-held-out", "prompts": len(prompts)} | judge.found(arrays, items)
+    row |= judge.novelty(arrays) | {"semi_transparent": semi_transparent_fraction(arrays)}
+    seeds_prompts = [p.text for p in prompts[:: max(1, len(prompts) // 12)]][:12]
+    seeds_prompts += single[:: max(1, len(single) // 12)][:12]
+    counts = [
+        judge.distinct(np.stack([np.asarray(im) for im in d.images]))
+        for d in gen.draw([(t, DISTINCT_SEEDS, EVAL_SEED) for t in seeds_prompts])
+    ]
+    seeds_row = {
+        "set": f"seeds-{DISTINCT_SEEDS}",
+        "prompts": len(seeds_prompts),
+        "distinct16": float(np.mean(counts)),
+    }
+    shown = {"two-concept-held-out": ([p.text for p in prompts], [d.images for d in drawings])}
+    return [row, seeds_row], shown
 
 
 def caption_font(size: int = 12) -> ImageFont.ImageFont:
@@ -336,11 +370,9 @@ def sample_grid(prompts: list[str], images: list[list[Image.Image]], cell: int =
 
 def format_table(rows: list[dict]) -> str:
     cols = ["model", "set", "prompts", "hit@1", "text_top1", "text_top5", "semi_transparent", "diversity"]
-    cols += [
-        c
-        for c in ("detail72", "detail320", "semi_ratio", "frame_ok", "frame_min")
-        if any(c in r for r in rows)
-    ]
+    optional = ("detail72", "detail320", "semi_ratio", "frame_ok", "frame_min")
+    optional += ("copy", "novel", "distinct16", "both", "thing", "modifier")
+    cols += [c for c in optional if any(c in r for r in rows)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append(
@@ -358,6 +390,7 @@ def evaluate(
     samples: int = 4,
     limit: int = 300,
     font: str | Path | None = None,
+    judge: ComposeJudge | None = None,
 ) -> tuple[list[dict], dict[str, tuple[list[str], list]]]:
     """All prompt sets: (rows for the table, {set name: (prompts, images)})."""
     group_index = {k: i for i, k in enumerate(gen.meta.groups)}
@@ -372,10 +405,15 @@ def evaluate(
     ]
     rows, shown = [], {}
     for ps in sets:
-        row, images = evaluate_set(gen, nearest, ps, samples, real_detail)
+        row, images = evaluate_set(gen, nearest, ps, samples, real_detail, judge)
         rows.append(row)
         shown[ps.name] = (ps.texts, images)
         log.info("%s: hit@1 %.3f", ps.name, row["hit@1"])
+    if judge is not None and judge.prompts:
+        blind = [t for s in sets if s.name.startswith("blind-") for t in s.texts]  # every kind of chat
+        new_rows, new_shown = evaluate_new(gen, judge, samples, blind)
+        rows += new_rows
+        shown |= new_shown
     shown_real = min(500, len(dataset.images))  # a small dataset (a test's, a trimmed one) has fewer
     pick = np.random.default_rng(EVAL_SEED).choice(len(dataset.images), shown_real, replace=False)
     real = dataset.images[pick]
@@ -400,16 +438,23 @@ def run_eval(args: argparse.Namespace) -> None:
     checkpoints = args.checkpoint or [None]
     dataset = load_or_build(Path(args.data), args.font, args.cldr)
     prompts_file = Path(args.prompts) if args.prompts else RESOURCES / "chat_prompts_eval.tsv"
+    judge = ComposeJudge(
+        dataset, find_cldr(args.cldr), Path(args.data).with_name("recogniser.pt"), image_features
+    )
+    log.info("novelty scale (RMS): %s; %d two-concept prompts", judge.scale, len(judge.prompts))
     table, results = [], []
     for n, checkpoint in enumerate(checkpoints):
         gen = Generator.load(checkpoint, args.device)
         gen.upscaler = args.upscaler
-        rows, shown = evaluate(gen, dataset, prompts_file, args.samples, args.limit, args.font)
-        if n:  # the real-emoji reference row is the same for every checkpoint
-            rows = rows[:-1]
+        rows, shown = evaluate(gen, dataset, prompts_file, args.samples, args.limit, args.font, judge)
+        reference = rows[-1:]
+        rows = rows[:-1]
         for row in rows:
             row["model"] = gen.name if row["set"] != "real emoji (reference)" else ""
         table += rows
+        if n == len(checkpoints) - 1:  # the references are the same for every checkpoint: once, at the end
+            ceiling = {"set": "kitchen composites of the held-out pairs (reference)", "model": ""}
+            table += reference + ([ceiling | judge.ceiling()] if judge.prompts else [])
         grid_path = Path(args.grid)
         if len(checkpoints) > 1:
             grid_path = grid_path.with_name(f"{grid_path.stem}_{n}_{gen.arch}{grid_path.suffix}")
@@ -425,7 +470,7 @@ def run_eval(args: argparse.Namespace) -> None:
 
 def write_grid(shown: dict[str, tuple[list[str], list]], path: Path) -> None:
     picks = []
-    for name in ("chat-word", "chat-sentence", "cldr-held-out"):
+    for name in ("chat-word", "chat-sentence", "cldr-held-out", "two-concept-held-out"):
         if name in shown:
             texts, images = shown[name]
             picks += [(t, im) for t, im in zip(texts[:6], images[:6], strict=True)]

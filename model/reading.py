@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from model import translit
+from model.modifiers import read_modifiers
 from model.semantic import INDEX_PATH, SemanticIndex, SentenceEncoder, encoder_version
 
 log = logging.getLogger(__name__)
@@ -39,56 +39,12 @@ CUSTOM_PREFIX = "custom:"  # a server's fine-tuned name's group key: "custom:" +
 
 # ------------------------------------------------------------------------------------------ modifiers
 
-# (kind, value, words that say it). Korean modifiers precede the noun, as adjectives do in English; a
-# modifier word is one only when something else is left to be the base ("blue" alone is the blue heart).
-_MODIFIERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("colour", "red", ("red", "빨간", "빨강", "빨간색", "붉은")),
-    ("colour", "orange", ("orange", "주황", "주황색")),
-    ("colour", "yellow", ("yellow", "노란", "노랑", "노란색")),
-    ("colour", "green", ("green", "초록", "초록색", "녹색")),
-    ("colour", "blue", ("blue", "파란", "파랑", "파란색")),
-    ("colour", "purple", ("purple", "보라", "보라색")),
-    ("colour", "pink", ("pink", "분홍", "분홍색", "핑크")),
-    ("colour", "black", ("black", "검은", "검정", "까만", "검은색")),
-    ("colour", "white", ("white", "하얀", "흰", "흰색", "하얀색")),
-    ("colour", "brown", ("brown", "갈색")),
-    ("colour", "gold", ("golden", "gold", "금색", "황금")),
-    ("expression", "crying", ("crying", "cry", "sad", "우는", "울고", "슬픈")),
-    ("expression", "smiling", ("smiling", "happy", "웃는", "행복한")),
-    ("expression", "laughing", ("laughing", "깔깔")),
-    ("expression", "angry", ("angry", "mad", "화난", "화가")),
-    ("expression", "sleeping", ("sleeping", "sleepy", "자는", "졸린")),
-    ("expression", "sick", ("sick", "아픈")),
-    ("expression", "cool", ("cool", "멋진")),
-    ("expression", "scared", ("scared", "무서워하는", "겁먹은")),
-    ("expression", "love", ("loving", "in love", "사랑에 빠진")),
-    ("accessory", "crown", ("crown", "crowned", "왕관", "왕관 쓴")),
-    ("accessory", "hat", ("hat", "모자", "모자 쓴")),
-    ("accessory", "sunglasses", ("sunglasses", "선글라스", "선글라스 낀", "선글라스 쓴")),
-    ("accessory", "glasses", ("glasses", "안경", "안경 쓴", "안경 낀")),
-    ("accessory", "party hat", ("party hat", "고깔모자")),
-    ("accessory", "mask", ("mask", "masked", "마스크", "마스크 쓴")),
-    ("accessory", "bow", ("bow", "리본")),
-    ("action", "running", ("running", "달리는", "뛰는")),
-    ("action", "dancing", ("dancing", "춤추는")),
-    ("action", "flying", ("flying", "나는", "날아가는")),
-    ("action", "eating", ("eating", "먹는")),
-    ("action", "swimming", ("swimming", "수영하는")),
-    ("action", "singing", ("singing", "노래하는")),
-    ("count", "2", ("two", "두", "두 마리", "두 개", "2")),
-    ("count", "3", ("three", "세", "세 마리", "세 개", "3")),
-    ("count", "many", ("many", "lots of", "여러", "많은")),
-)
-_WORDS = sorted(
-    ((w, kind, value) for kind, value, words in _MODIFIERS for w in words), key=lambda x: -len(x[0])
-)
-_WITH = re.compile(r"^(?:with|wearing|in|a|an|the)$")  # "cat with a crown", "cat wearing a hat"
-
 
 @dataclass(frozen=True)
 class Modifier:
     """One change to the base: kind (colour, expression, accessory, action, count), its value, and the
-    span [start, end) of the words in the text that say it."""
+    span [start, end) of the words in the text that say it. The vocabulary and the parser are
+    model.modifiers' (one list for the text side and generator v3)."""
 
     kind: str
     value: str
@@ -115,25 +71,12 @@ class Reading:
 
 
 def find_modifiers(text: str) -> tuple[str, list[Modifier]]:
-    """(base text, modifiers): modifier words found by whole-word match, longest first; the rest is the base.
+    """(base text, modifiers), in text order (model.modifiers.read_modifiers, with spans).
 
     Nothing is a modifier when it would leave no base ("blue", "crown", "우는" stay the base itself).
     """
-    low = text.lower()
-    taken = [False] * len(low)
-    found: list[Modifier] = []
-    for word, kind, value in _WORDS:
-        for m in re.finditer(rf"(?<![\w]){re.escape(word)}(?![\w])", low):
-            if any(taken[m.start() : m.end()]):
-                continue
-            found.append(Modifier(kind, value, (m.start(), m.end())))
-            for i in range(m.start(), m.end()):
-                taken[i] = True
-    rest = "".join(" " if taken[i] else ch for i, ch in enumerate(text))
-    words = [w for w in rest.split() if not _WITH.match(w.lower())]
-    if not found or not any(any(c.isalnum() for c in w) for w in words):
-        return text, []
-    return " ".join(words), sorted(found, key=lambda m: m.span)
+    reading = read_modifiers(text)
+    return reading.base, [Modifier(f.modifier.kind, f.modifier.key, f.span) for f in reading.found]
 
 
 # ------------------------------------------------------------------------------------------ the base

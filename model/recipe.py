@@ -28,6 +28,7 @@ class TrainConfig:
     seed: int = 0
     # text phase (both archs)
     text_from: str | None = None  # reuse this checkpoint's text encoder and skip the text phase
+    init_from: str | None = None  # start from this checkpoint's weights where names and shapes match
     text_share: float = 0.12
     text_batch: int = 256
     text_lr: float = 3e-3
@@ -41,6 +42,8 @@ class TrainConfig:
     ae_share: float = 0.3  # maskgit: budget share of the tokeniser
     tf_batch: int = 48  # maskgit: transformer batch size
     tf_lr: float = 1e-3  # maskgit: transformer learning rate
+    compose_share: float = 0.5  # composer: share of each batch made by the data kitchen
+    bank: int = 12000  # composer: kitchen combinations made up front (each with its group's images)
     # data and device
     data: str = str(DEFAULT_CACHE)
     font: str | None = None

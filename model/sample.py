@@ -30,6 +30,7 @@ from model.delta import apply_delta, is_delta, load_base
 from model.device import DeviceUnavailable, resolve_device
 from model.imaging import SERVER_EMOJI_SIZE, from_premultiplied, renditions, resize
 from model.mashup import Mashup, compose, find_mashup
+from model.modifiers import Reading, describe, read_modifiers
 from model.plan import Plan
 from model.prompt import EmptyTextError, clean_text
 from model.reading import shared_reader
@@ -40,6 +41,13 @@ TOP_P = 0.9  # nucleus over the text encoder's groups: varied, but only among pl
 MAX_CANDIDATES = 4
 TEXT_TEMPERATURE = 0.7
 MODIFIER_SEED = 0x5EED  # a mashup's second part draws from seed ^ this
+# v3 reads "green apple" as 🍏 (one emoji the whole text names surely, and a kind of the base thing), but
+# "crying pizza" as pizza + crying (😭 is no kind of pizza)
+WHOLE_CONFIDENCE = 0.4
+KIND_OF_BASE = 0.01
+NO_MODIFIERS = (0, 0, 0)
+MAX_BASE_WORDS = 2  # "고양이", "hot dog": longer bases are descriptions or sentences, read as one thing
+BASE_CONFIDENCE = 0.1  # the base text must name some emoji at least this surely
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,20 @@ class TextProbs:
         return torch.stack([self.rows[t] for t in texts]) if texts else self.compute([])
 
 
+def names_a_thing(text: str, reading: Reading) -> bool:
+    """A short noun phrase: the base is at most two words and a colour or expression comes before it (as
+    adjectives do in Korean and English); accessories may follow ("cat with a crown")."""
+    words = reading.base.split()
+    if not words or len(words) > MAX_BASE_WORDS:
+        return False
+    start = text.find(words[0])
+    return all(f.span[0] < start for f in reading.found if f.modifier.kind in ("colour", "expression"))
+
+
+def has_hangul(text: str) -> bool:
+    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
+
+
 def seed_for(seed: int, sample: int) -> int:
     """One RNG seed per (request seed, sample index)."""
     return (seed * 1_000_003 + sample * 7919 + 12345) % (2**63 - 1)
@@ -98,7 +120,9 @@ class Generator:
         self.group_index = {key: i for i, key in enumerate(meta.groups)}
         self.arch = model.cfg.arch
         self.name = f"{self.arch} · {meta.label}"
-        self.sampler = get_arch(self.arch).network.sample  # (model, plans, text_vector) -> pixels
+        network = get_arch(self.arch).network
+        self.sampler = network.sample  # (model, plans, text_vector) -> pixels
+        self.composes = bool(getattr(network, "COMPOSES", False))  # v3: draws a thing + modifiers
         self.reader = shared_reader()  # model.reading: what the text side adds to the checkpoint's encoder
 
     @property
@@ -194,28 +218,58 @@ class Generator:
         """The two parts if the text asks for a mashup (`A + B`, two emoji, "crying pizza")."""
         return find_mashup(clean_text(text), self.tokenizer, self.encoder_group_probs)
 
+    def composition(self, text: str, probs: Callable[[Sequence[str]], torch.Tensor]) -> Reading | None:
+        """v3 only: the text as a thing plus modifiers (model.modifiers), unless the whole text surely names
+        one existing emoji that is a kind of that thing ("green apple" is 🍏, "crying cat" is 😿)."""
+        if not self.composes:
+            return None
+        reading = read_modifiers(text)
+        if not reading.modifiers or self.emoji_group(text) is not None:
+            return None
+        if not ("+" in text or self.tokenizer.emoji_only(reading.base)) and not names_a_thing(text, reading):
+            return None  # "cant stop laughing", "the spiky green plant in the desert": chat, not a thing
+        whole, base = probs([text, reading.base])
+        if float(base.max()) < BASE_CONFIDENCE:
+            return None  # "cry me a river": no thing to draw the modifier on
+        top = int(whole.argmax())
+        if top == int(base.argmax()):
+            return reading  # the whole text reads as the bare thing: the modifier is all that is new
+        if float(whole[top]) >= WHOLE_CONFIDENCE and float(base[top]) >= KIND_OF_BASE:
+            return None
+        return reading
+
     @torch.no_grad()
     def draw(self, jobs: Sequence[tuple[str, int, int]]) -> list[Drawing]:
         """Each job is (text, count, seed); returns one `Drawing` per job, in order.
 
-        A mashup job draws each image twice (base and modifier, from their own texts and seed streams)
-        and composes them; every other job draws each image once.
+        v3 draws a thing with its modifiers in one pass ("왕관 쓴 고양이": the cat wearing the crown). A
+        mashup job of v1/v2, or one whose second part is no modifier v3 knows, draws each image twice (base
+        and badge, from their own texts and seed streams) and composes them; every other job draws once.
         """
         probs = TextProbs(self.group_probs)
         texts = [clean_text(text) for text, _, _ in jobs]
-        mashups = [find_mashup(t, self.tokenizer, TextProbs(self.encoder_group_probs)) for t in texts]
-        # every drawing: (text, seed, sample index); a mashup's modifier gets its own seed stream
-        draws: list[tuple[str, int, int]] = []
-        for text, mash, (_, count, seed) in zip(texts, mashups, jobs, strict=True):
+        readings = [self.composition(t, probs) for t in texts]
+        mashups = [
+            None if reading else find_mashup(t, self.tokenizer, TextProbs(self.encoder_group_probs))
+            for t, reading in zip(texts, readings, strict=True)
+        ]
+        # every drawing: (text, seed, sample index, modifiers); a badge gets its own seed stream
+        draws: list[tuple[str, int, int, tuple[int, int, int]]] = []
+        for text, reading, mash, (_, count, seed) in zip(texts, readings, mashups, jobs, strict=True):
             for k in range(count):
-                if mash:
-                    draws += [(mash.base, int(seed), k), (mash.modifier, int(seed) ^ MODIFIER_SEED, k)]
+                if reading:
+                    draws.append((reading.base, int(seed), k, reading.modifiers.ids()))
+                elif mash:
+                    draws += [
+                        (mash.base, int(seed), k, NO_MODIFIERS),
+                        (mash.modifier, int(seed) ^ MODIFIER_SEED, k, NO_MODIFIERS),
+                    ]
                 else:
-                    draws.append((text, int(seed), k))
+                    draws.append((text, int(seed), k, NO_MODIFIERS))
         pixels = self._draw(draws, probs) if draws else np.zeros((0, 4, 72, 72), np.float32)
         high = [from_premultiplied(p) for p in self.refine(pixels)]
         out, i = [], 0
-        for text, mash, (_, count, _) in zip(texts, mashups, jobs, strict=True):
+        for text, reading, mash, (_, count, _) in zip(texts, readings, mashups, jobs, strict=True):
             small, large = [], []
             for _ in range(count):
                 if mash:
@@ -227,7 +281,10 @@ class Generator:
                 small.append(emoji)
                 large.append(sticker)
             tag = self.group_emoji[int(probs([text])[0].argmax())]
-            out.append(Drawing(small, tag, (mash.base, mash.modifier) if mash else None, large))
+            parts = (mash.base, mash.modifier) if mash else None
+            if reading:
+                parts = (reading.base, describe(reading.modifiers, "ko" if has_hangul(text) else "en"))
+            out.append(Drawing(small, tag, parts, large))
         return out
 
     def refine(self, pixels: np.ndarray) -> np.ndarray:
@@ -244,16 +301,16 @@ class Generator:
         """Each job's `count` images, in order (`draw` without the tags and readings)."""
         return [drawing.images for drawing in self.draw(jobs)]
 
-    def _draw(self, draws: list[tuple[str, int, int]], text_probs: TextProbs) -> np.ndarray:
-        """(N, 4, 72, 72) premultiplied pixels, one per (text, seed, sample index)."""
-        distinct = sorted({t for t, _, _ in draws})
+    def _draw(self, draws: Sequence[tuple], text_probs: TextProbs) -> np.ndarray:
+        """(N, 4, 72, 72) premultiplied pixels, one per (text, seed, sample index[, modifier ids])."""
+        distinct = sorted({d[0] for d in draws})
         candidates = {t: self._candidates(p) for t, p in zip(distinct, text_probs(distinct), strict=True)}
         plans: list[Plan] = []
-        for text, seed, k in draws:
+        for text, seed, k, *rest in draws:
             ids, weights = candidates[text]
             rng = torch.Generator().manual_seed(seed_for(seed, k))
             pick = int(torch.multinomial(weights, 1, generator=rng))
-            plans.append(Plan(text, int(ids[pick]), rng))
+            plans.append(Plan(text, int(ids[pick]), rng, tuple(rest[0]) if rest else NO_MODIFIERS))
         return self.sampler(self.model, plans, self.text_vector)
 
     def generate(self, texts: list[str], count: int = 1, seed: int | None = None) -> list[list[Image.Image]]:

@@ -70,6 +70,8 @@ class Trainer:
         self.text_ready = self.text_copied = False
         if recipe.text_from:
             self.copy_text_encoder(recipe.text_from)
+        if recipe.init_from:
+            self.init_weights(recipe.init_from)
         self.opts = self.make_optimizers()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.step, self.elapsed, self.image_steps = 0, 0.0, 0
@@ -101,6 +103,23 @@ class Trainer:
         self.text_ready = self.text_copied = True
         self.model.text.requires_grad_(False)
         log.info("text encoder copied from %s; skipping the text phase", path)
+
+    def init_weights(self, path: str) -> None:
+        """Start from another checkpoint (same groups) wherever a weight's name and shape match; the rest
+        keeps its fresh initialisation. Its text encoder comes along, so the text phase is skipped."""
+        payload = read_checkpoint(path)
+        if Meta.from_dict(payload["meta"]).groups != list(self.dataset.groups):
+            raise SystemExit(f"error: {path} was trained on other emoji groups; cannot start from it")
+        own = self.model.state_dict()
+        found = {
+            k: v.float() for k, v in payload["state_dict"].items() if k in own and v.shape == own[k].shape
+        }
+        if not any(k.startswith("text.") for k in found):
+            raise SystemExit(f"error: {path}: no weight of this model's shape to start from")
+        self.model.load_state_dict(found, strict=False)
+        self.text_ready = self.text_copied = True
+        self.model.text.requires_grad_(False)
+        log.info("started from %s: %d of %d weights", path, len(found), len(own))
 
     @property
     def text_share(self) -> float:

@@ -137,7 +137,7 @@ def generator_copies(high: torch.Tensor, groups: list[int], checkpoints: list[st
         with torch.no_grad():
             for start in range(0, len(high), 64):
                 low = to_low(high[start : start + 64].float())
-                if model.cfg.arch == "cvae":
+                if hasattr(model, "encoder"):  # the CVAE and the composer (v1, v3): rebuild through z
                     g = model.groups(torch.tensor(groups[start : start + 64]))
                     mean, _ = model.encoder(low, g)
                     out.append(model.decoder(mean, g).half())

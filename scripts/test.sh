@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian's emoji font + CLDR + Chromium + redis-server through apt, torch,
-# the project with its dev and distributed extras), then lint and run the whole suite (~7 minutes on 2 cores).
+# the project with its dev and distributed extras), then lint and run the whole suite (~15 minutes on 2 cores).
 # CI runs exactly this (.ci/run).
 # Without an active virtualenv it installs into .venv (scripts/env.sh says why); a torch already there is kept.
 set -euo pipefail

@@ -19,7 +19,7 @@ def tiny_dataset_path(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session", params=["cvae", "maskgit"])
+@pytest.fixture(scope="session", params=["cvae", "maskgit", "composer"])
 def tiny_checkpoint(request, tiny_dataset_path, tmp_path_factory) -> Path:
     """A tiny model of each architecture, trained for seconds through the real `emoji-train base`."""
     from model.cli import main
@@ -48,6 +48,7 @@ def tiny_checkpoint(request, tiny_dataset_path, tmp_path_factory) -> Path:
             "cpu",
             "--label",
             "tiny",
+            *(["--bank", "200"] if request.param == "composer" else []),
         ]
     )
     assert rc == 0 and out.is_file()

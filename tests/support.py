@@ -10,6 +10,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CHECKPOINT = ROOT / "checkpoints" / "base.pt"  # the default model
 MASKGIT_CHECKPOINT = ROOT / "checkpoints" / "maskgit.pt"  # generator v2
+COMPOSER_CHECKPOINT = ROOT / "checkpoints" / "composer.pt"  # generator v3
 
 
 def png(colour=(230, 60, 40, 255), size=(64, 64), mark: int = 0) -> bytes:

@@ -14,7 +14,7 @@ from model.delta import BaseMismatch
 from model.finetune import finetune
 from model.sample import Generator
 from tests.model.test_finetune import EXAMPLES, badge
-from tests.support import BASE_CHECKPOINT, MASKGIT_CHECKPOINT
+from tests.support import BASE_CHECKPOINT, COMPOSER_CHECKPOINT, MASKGIT_CHECKPOINT
 
 JOBS = [("party parrot", 2, 3), ("우리팀 마스코트", 2, 5), ("pizza", 1, 11)]
 
@@ -108,7 +108,11 @@ def test_a_crash_while_writing_leaves_the_old_delta_serving(tuned, tmp_path, mon
         np.testing.assert_array_equal(mine, theirs)
 
 
-@pytest.mark.parametrize("base_path", [BASE_CHECKPOINT, MASKGIT_CHECKPOINT], ids=["base.pt", "maskgit.pt"])
+@pytest.mark.parametrize(
+    "base_path",
+    [BASE_CHECKPOINT, MASKGIT_CHECKPOINT, COMPOSER_CHECKPOINT],
+    ids=["base.pt", "maskgit.pt", "composer.pt"],
+)
 def test_a_server_model_of_a_shipped_base_is_under_2_mb(base_path, tmp_path):
     if not base_path.exists():
         pytest.skip(f"{base_path.name} is not trained yet")

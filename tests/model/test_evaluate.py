@@ -40,10 +40,16 @@ def test_eval_writes_the_sharpness_columns(tiny_checkpoint, tiny_dataset_path, t
     args += ["--limit", "4", "--samples", "2", "--json", str(out), "--grid", str(grid)]
     assert emoji_train(args) in (0, None)
     rows = json.loads(out.read_text(encoding="utf-8"))
-    sets = [r for r in rows if r["set"] != "real emoji (reference)"]
+    sets = [r for r in rows if r["set"] != "real emoji (reference)" and "hit@1" in r]
     assert {"cldr-seen", "cldr-held-out"} <= {r["set"] for r in sets}
     for row in sets:
+        assert 0 <= row["copy"] <= 1 and 0 <= row["novel"] <= 1 and row["copy"] + row["novel"] <= 1
         for column in ("hit@1", "detail72", "detail320", "semi_ratio", "frame_ok"):
             assert np.isfinite(row[column]), (row["set"], column)
         assert row["frame_ok"] == 1.0  # every output keeps its transparent margin
     assert Image.open(grid).size[0] > 0
+    new = {r["set"]: r for r in rows if "hit@1" not in r}  # issue 10's rows: two concepts, seeds, reference
+    assert 0 <= new["two-concept-held-out"]["both"] <= new["two-concept-held-out"]["thing"] <= 1
+    assert 1 <= new["seeds-16"]["distinct16"] <= 16
+    ceiling = new["kitchen composites of the held-out pairs (reference)"]
+    assert ceiling["both"] <= min(ceiling["thing"], ceiling["modifier"])
