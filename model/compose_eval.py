@@ -22,6 +22,7 @@ from model.data import EmojiDataset, read_cldr_annotations
 from model.kitchen import Kitchen, read_labels
 from model.modifiers import VOCAB, Modifier, Modifiers
 from model.novelty import NoveltyScale, TrainingImages, count_distinct
+from model.quality import premultiplied
 from model.recogniser import colour_found, load_or_train, recognise
 from model.train_data import images_tensor
 
@@ -68,7 +69,7 @@ def two_concept_prompts(kitchen: Kitchen, dataset: EmojiDataset, cldr: Path) -> 
 class ComposeJudge:
     """Everything the new-emoji numbers need, built once per evaluation run (the recogniser is cached)."""
 
-    def __init__(self, dataset: EmojiDataset, cldr: Path, cache: Path, image_features):
+    def __init__(self, dataset: EmojiDataset, cldr: Path, cache: Path, nearest):
         self.dataset = dataset
         self.kitchen = Kitchen(
             images_tensor(dataset), dataset.image_group, list(dataset.groups), read_labels(cldr)
@@ -76,14 +77,12 @@ class ComposeJudge:
         fingerprint = hashlib.sha1(dataset.images[:: max(1, len(dataset.images) // 64)].tobytes()).hexdigest()
         self.recogniser = load_or_train(cache, self.kitchen, f"{len(dataset.images)}:{fingerprint}")
         self.prompts = two_concept_prompts(self.kitchen, dataset, cldr)
-        self.training = TrainingImages(dataset, image_features)
-        self.scale: NoveltyScale = self.training.calibrate()
-        self.image_features = image_features
+        self.nearest = nearest  # evaluate.NearestEmoji over the same dataset
+        self.scale: NoveltyScale = TrainingImages(dataset, nearest).calibrate()
 
     def found(self, images: np.ndarray, items: list[TwoConcept]) -> dict[str, float]:
         """Shares of samples (N, 72, 72, 4 uint8; one TwoConcept each) showing the thing, modifier, both."""
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-        x = torch.cat([x[:, :3] * x[:, 3:], x[:, 3:]], dim=1)
+        x = torch.from_numpy(premultiplied(images)).permute(0, 3, 1, 2)
         top5, faces, accessories = recognise(self.recogniser, x)
         thing, modifier = [], []
         for k, item in enumerate(items):
@@ -101,15 +100,10 @@ class ComposeJudge:
             "both": float((thing_a & mod_a).mean()),
         }
 
-    def ceiling_by_kind(self) -> dict[str, dict[str, float]]:
-        return {k: self.ceiling(k) for k in ("colour", "expression", "accessory")}
-
-    def ceiling(self, kind: str | None = None) -> dict[str, float]:
+    def ceiling(self) -> dict[str, float]:
         """The recogniser on the kitchen's own images of the held-out pairs: a perfect composer's score."""
         images, items = [], []
         for item in self.prompts[::2]:
-            if kind and item.modifier.kind != kind:
-                continue
             real = self.kitchen.images[self.kitchen.members[item.group][0]]
             made = self.kitchen.compose(real, Modifiers.of(item.modifier.key))
             a = made[3:].clamp_min(1e-3)
@@ -120,9 +114,9 @@ class ComposeJudge:
 
     def novelty(self, images: np.ndarray) -> dict[str, float]:
         """copy / novel shares of a set of samples (N, 72, 72, 4 uint8)."""
-        d = self.training.nearest(images)
+        d = self.nearest.distances(images)
         return {"copy": float((d <= self.scale.copy).mean()), "novel": float((d >= self.scale.novel).mean())}
 
     def distinct(self, images: np.ndarray) -> float:
         """Distinct images among one prompt's seeds (N, 72, 72, 4)."""
-        return float(count_distinct(self.image_features(images), self.scale.distinct))
+        return float(count_distinct(self.nearest.featurize(images), self.scale.distinct))

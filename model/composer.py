@@ -13,19 +13,16 @@ never drawn in training, which is what the evaluation's both-concepts number ask
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from model.modifiers import KINDS
+from model import networks
 from model.modifiers import SIZES as MODIFIER_SIZES
-from model.networks import DECODE_CHUNK, Z_TEMPERATURE, CVAEConfig, EmojiCVAE
 from model.networks import SIZES as CVAE_SIZES
-from model.plan import Plan
+from model.networks import CVAEConfig, EmojiCVAE
 
 
 @dataclass(frozen=True)
@@ -64,36 +61,9 @@ class EmojiComposer(EmojiCVAE):
         has = (mods > 0).any(1, keepdim=True).to(g.dtype)
         return g + has * (m + self.mix(torch.cat([g, m], dim=1)))
 
-    def reconstruct(self, image: torch.Tensor, group: torch.Tensor, mods: torch.Tensor | None = None):
-        """Training pass: (logits, mean, logvar) for images of these groups wearing these modifiers."""
-        c = self.condition(group, mods)
-        mean, logvar = self.encoder(image, c)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        return self.decoder.logits(z, c), mean, logvar
-
-
-@torch.no_grad()
-def sample(
-    model: EmojiComposer, plans: Sequence[Plan], text_vector: Callable[[str], torch.Tensor]
-) -> np.ndarray:
-    """(N, 4, 72, 72) premultiplied pixels; as v1's sampler (fixed decode chunks, per-plan RNG), with each
-    plan's modifiers in the condition."""
-    device = model.groups.weight.device
-    z = torch.stack([torch.randn(model.cfg.z_dim, generator=p.rng) for p in plans]) * Z_TEMPERATURE
-    groups = torch.tensor([p.group for p in plans])
-    mods = torch.tensor([p.modifiers for p in plans], dtype=torch.long).view(-1, len(KINDS))
-    out = []
-    for start in range(0, len(z), DECODE_CHUNK):
-        zc, gc, mc = (t[start : start + DECODE_CHUNK] for t in (z, groups, mods))
-        pad = DECODE_CHUNK - len(zc)
-        zc = torch.cat([zc, zc.new_zeros(pad, zc.shape[1])]).to(device)
-        gc = torch.cat([gc, gc.new_zeros(pad)]).to(device)
-        mc = torch.cat([mc, mc.new_zeros(pad, mc.shape[1])]).to(device)
-        out.append(model.decode(zc, model.condition(gc, mc)).float().cpu().numpy()[: DECODE_CHUNK - pad])
-    return np.concatenate(out)
-
 
 # the arch registry's names for this module (model.archs); COMPOSES: the Generator hands it modifiers
 COMPOSES = True
 Config = ComposerConfig
 Network = EmojiComposer
+sample = networks.sample  # v1's sampler: it decodes from `condition`, which carries the plan's modifiers

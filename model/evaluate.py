@@ -106,7 +106,10 @@ def semi_transparent_fraction(images: np.ndarray) -> float:
 
 
 class NearestEmoji:
-    """Nearest real emoji by L2 over image_features."""
+    """Nearest real emoji by L2 over image_features (built once per evaluation run: every checkpoint's
+    samples and the novelty numbers, model.novelty, share it)."""
+
+    featurize = staticmethod(image_features)
 
     def __init__(self, dataset: EmojiDataset):
         self.features = image_features(dataset.images)
@@ -119,6 +122,14 @@ class NearestEmoji:
         f = image_features(images)
         dist = self.sq[None, :] - 2 * f @ self.features.T  # + |f|^2, the same for every candidate
         return dist.argmin(1)
+
+    def distances(self, images: np.ndarray, skip_groups: np.ndarray | None = None) -> np.ndarray:
+        """(N,) RMS distance of each image to its nearest real emoji (optionally to none of a group's)."""
+        f = image_features(images)
+        d2 = (f**2).sum(1)[:, None] + self.sq[None] - 2 * f @ self.features.T
+        if skip_groups is not None:
+            d2[skip_groups[:, None] == self.image_group[None]] = np.inf
+        return np.sqrt(np.maximum(d2.min(1), 0)) / np.sqrt(self.features.shape[1])
 
     def groups(self, images: np.ndarray) -> np.ndarray:
         return self.image_group[self.indices(images)]
@@ -396,7 +407,7 @@ def evaluate(
     group_index = {k: i for i, k in enumerate(gen.meta.groups)}
     if list(gen.meta.groups) != list(dataset.groups):
         raise ValueError("the dataset's emoji groups differ from the checkpoint's: rebuild the dataset cache")
-    nearest = NearestEmoji(dataset)
+    nearest = judge.nearest if judge is not None else NearestEmoji(dataset)
     real_detail = RealDetail(dataset, font)
     sets = cldr_sets(dataset, limit) + chat_sets(prompts_file, group_index)
     # the blind held-out set (issue 12), one set per kind: korean_chat, english_chat, mixed, description, ...
@@ -439,7 +450,7 @@ def run_eval(args: argparse.Namespace) -> None:
     dataset = load_or_build(Path(args.data), args.font, args.cldr)
     prompts_file = Path(args.prompts) if args.prompts else RESOURCES / "chat_prompts_eval.tsv"
     judge = ComposeJudge(
-        dataset, find_cldr(args.cldr), Path(args.data).with_name("recogniser.pt"), image_features
+        dataset, find_cldr(args.cldr), Path(args.data).with_name("recogniser.pt"), NearestEmoji(dataset)
     )
     log.info("novelty scale (RMS): %s; %d two-concept prompts", judge.scale, len(judge.prompts))
     table, results = [], []

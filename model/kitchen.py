@@ -124,6 +124,12 @@ def _yiq(rgb: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,jhw->ihw", _TO_YIQ, rgb)
 
 
+def hue_of(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """(luma, hue angle, chroma) of an RGB colour (0-255) in YIQ: what `recolour` turns a region to."""
+    y, i, q = _yiq(torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1) / 255).flatten().tolist()
+    return y, math.atan2(q, i), math.hypot(i, q)
+
+
 def dominant_hue(image: torch.Tensor) -> tuple[float, float, float, float] | None:
     """(hue angle, mean chroma, mean luma, coloured share) of the largest colour region, None if greyish."""
     rgb, alpha = _straight(image)
@@ -155,11 +161,7 @@ def recolour(image: torch.Tensor, rgb: tuple[int, int, int]) -> torch.Tensor:
     if found is None:
         return image.clone()
     hue0, chroma0, luma0, _ = found
-    target = _yiq(torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1) / 255).flatten()
-    hue_t, chroma_t = (
-        math.atan2(float(target[2]), float(target[1])),
-        math.hypot(float(target[1]), float(target[2])),
-    )
+    luma_t, hue_t, chroma_t = hue_of(rgb)
     straight, alpha = _straight(image)
     y, i, q = _yiq(straight)
     hue, chroma = torch.atan2(q, i), torch.sqrt(i * i + q * q)
@@ -168,7 +170,7 @@ def recolour(image: torch.Tensor, rgb: tuple[int, int, int]) -> torch.Tensor:
     scale = min(2.5, max(0.6, chroma_t / max(chroma0, 1e-3)))
     new_hue = hue + (hue_t - hue0)
     new_c = chroma * scale
-    new_y = y + 0.7 * (float(target[0]) - luma0)
+    new_y = y + 0.7 * (luma_t - luma0)
     mixed = torch.stack(
         [
             y + region * (new_y - y),

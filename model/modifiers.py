@@ -17,6 +17,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from model.hangul import is_syllable
+
 KINDS = ("colour", "expression", "accessory")
 
 
@@ -202,7 +204,7 @@ def _strip_vs(text: str) -> str:
 def _normal(word: str) -> str:
     """A word as phrases are matched: lower case, end punctuation and a trailing Korean particle off."""
     word = word.lower().strip("!?.,~")
-    return _PARTICLE.sub("", word) if len(word) > 1 and _is_hangul(word) else word
+    return _PARTICLE.sub("", word) if len(word) > 1 and all(map(is_syllable, word)) else word
 
 
 def _modifier_only(part: str) -> Modifier | None:
@@ -260,10 +262,6 @@ def _word_reading(text: str) -> Reading:
     if not found or not any(any(ch.isalnum() for ch in w) for w in kept):
         return Reading(text)  # "sad", "왕관", "cool cool": the modifier is the thing itself
     return Reading(" ".join(kept), tuple(sorted(found, key=lambda f: f.span)))
-
-
-def _is_hangul(text: str) -> bool:
-    return all("\uac00" <= ch <= "\ud7a3" for ch in text)
 
 
 def read_modifiers(text: str) -> Reading:

@@ -142,12 +142,17 @@ class EmojiCVAE(nn.Module):
         self.encoder = ImageEncoder(cfg)
         self.decoder = Decoder(cfg)
 
-    def reconstruct(self, image: torch.Tensor, group: torch.Tensor):
-        """Training pass: (logits, mean, logvar) for images of the given group ids."""
-        g = self.groups(group)
-        mean, logvar = self.encoder(image, g)
+    def condition(self, group: torch.Tensor, mods: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, group_dim) what the decoder is conditioned on: here the group embedding alone; v3
+        (model.composer) adds modifier ids (B, 3)."""
+        return self.groups(group)
+
+    def reconstruct(self, image: torch.Tensor, group: torch.Tensor, mods: torch.Tensor | None = None):
+        """Training pass: (logits, mean, logvar) for images of the given group ids (and modifiers)."""
+        c = self.condition(group, mods)
+        mean, logvar = self.encoder(image, c)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        return self.decoder.logits(z, g), mean, logvar
+        return self.decoder.logits(z, c), mean, logvar
 
     def decode(self, z: torch.Tensor, group_vectors: torch.Tensor) -> torch.Tensor:
         return self.decoder(z, group_vectors)
@@ -188,17 +193,20 @@ def vae_loss(
 def sample(model: EmojiCVAE, plans: Sequence[Plan], text_vector: Callable[[str], torch.Tensor]) -> np.ndarray:
     """(N, 4, 72, 72) premultiplied pixels: z from each plan's own RNG, decoded in fixed-size chunks (the
     last one padded), so the decoder always sees the same batch shape and an image's bytes never depend on
-    how many requests shared the call. (The CVAE draws from the group alone: `text_vector` is unused.)"""
+    how many requests shared the call. The condition is the model's own (`condition`: the group, plus the
+    plan's modifiers for v3); `text_vector` is unused."""
     device = model.groups.weight.device
     z = torch.stack([torch.randn(model.cfg.z_dim, generator=p.rng) for p in plans]) * Z_TEMPERATURE
     groups = torch.tensor([p.group for p in plans])
+    mods = torch.tensor([p.modifiers for p in plans], dtype=torch.long).view(len(plans), -1)
     out = []
     for start in range(0, len(z), DECODE_CHUNK):
-        zc, gc = z[start : start + DECODE_CHUNK], groups[start : start + DECODE_CHUNK]
+        zc, gc, mc = (t[start : start + DECODE_CHUNK] for t in (z, groups, mods))
         pad = DECODE_CHUNK - len(zc)
         zc = torch.cat([zc, zc.new_zeros(pad, zc.shape[1])]).to(device)
         gc = torch.cat([gc, gc.new_zeros(pad)]).to(device)
-        out.append(model.decode(zc, model.groups(gc)).float().cpu().numpy()[: DECODE_CHUNK - pad])
+        mc = torch.cat([mc, mc.new_zeros(pad, mc.shape[1])]).to(device)
+        out.append(model.decode(zc, model.condition(gc, mc)).float().cpu().numpy()[: DECODE_CHUNK - pad])
     return np.concatenate(out)
 
 

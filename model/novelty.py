@@ -1,6 +1,7 @@
 """Is a sample a new emoji, or a copy of one the model was trained on? Model-free, calibrated on real emoji.
 
-Distances are RMS over `evaluate.image_features` (content-cropped, 32x32, colour over grey + alpha):
+Distances are RMS over `evaluate.image_features` (content-cropped, 32x32, colour over grey + alpha), measured
+by `evaluate.NearestEmoji.distances`:
     copy       within the distance between a real emoji and itself blurred with radius 2 (a redrawn copy)
     novel      at least as far from every training image as a real emoji the model never saw is from its
                nearest training image: measured leave-one-group-out (each real emoji against the images of
@@ -10,7 +11,6 @@ Distances are RMS over `evaluate.image_features` (content-cropped, 32x32, colour
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,22 +38,13 @@ class NoveltyScale:
 
 
 class TrainingImages:
-    """Nearest-training-image distances over a dataset's real emoji."""
+    """The calibrated distances for a dataset's real emoji, on the evaluation's nearest-emoji index."""
 
-    def __init__(self, dataset: EmojiDataset, image_features: Callable[[np.ndarray], np.ndarray]):
-        self.features = image_features  # evaluate.image_features
+    def __init__(self, dataset: EmojiDataset, nearest):
         self.dataset = dataset
-        self.train = image_features(dataset.images)
-        self.sq = (self.train**2).sum(1)
-        self.scale_ = float(np.sqrt(self.train.shape[1]))
-
-    def nearest(self, images: np.ndarray, skip_groups: np.ndarray | None = None) -> np.ndarray:
-        """(N,) RMS distance of each image to its nearest training image (optionally not of a group)."""
-        f = self.features(images)
-        d2 = (f**2).sum(1)[:, None] + self.sq[None] - 2 * f @ self.train.T
-        if skip_groups is not None:
-            d2[skip_groups[:, None] == self.dataset.image_group[None]] = np.inf
-        return np.sqrt(np.maximum(d2.min(1), 0)) / self.scale_
+        self.nearest = nearest  # evaluate.NearestEmoji over the same dataset
+        self.features = nearest.featurize
+        self.scale_ = float(np.sqrt(nearest.features.shape[1]))
 
     def calibrate(self) -> NoveltyScale:
         rng = np.random.default_rng(CALIBRATION_SEED)
@@ -61,7 +52,7 @@ class TrainingImages:
         real = self.dataset.images[pick]
         blur = np.stack([blurred(im) for im in real])
         copy = float(np.mean(np.linalg.norm(self.features(real) - self.features(blur), axis=1)) / self.scale_)
-        novel = float(np.median(self.nearest(real, skip_groups=self.dataset.image_group[pick])))
+        novel = float(np.median(self.nearest.distances(real, skip_groups=self.dataset.image_group[pick])))
         return NoveltyScale(copy, novel, self.skin_tone_step())
 
     def skin_tone_step(self) -> float:

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.kitchen import Kitchen, dominant_hue
+from model.kitchen import Kitchen, dominant_hue, hue_of
 from model.modifiers import KINDS, SIZES, VOCAB, Modifier, Modifiers
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,7 @@ def colour_found(image: torch.Tensor, mod: Modifier) -> bool:
     found = dominant_hue(image)
     if found is None:
         return False
-    r, g, b = (c / 255 for c in mod.rgb)
-    i, q = 0.596 * r - 0.274 * g - 0.322 * b, 0.211 * r - 0.523 * g + 0.312 * b
-    gap = abs((found[0] - math.atan2(q, i) + math.pi) % (2 * math.pi) - math.pi)
+    gap = abs((found[0] - hue_of(mod.rgb)[1] + math.pi) % (2 * math.pi) - math.pi)
     return gap < COLOUR_TOLERANCE
 
 

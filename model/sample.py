@@ -28,6 +28,7 @@ from model.checkpoint import CheckpointError, Meta, check_whole, model_from, rea
 from model.data import group_key
 from model.delta import apply_delta, is_delta, load_base
 from model.device import DeviceUnavailable, resolve_device
+from model.hangul import is_syllable
 from model.imaging import SERVER_EMOJI_SIZE, from_premultiplied, renditions, resize
 from model.mashup import Mashup, compose, find_mashup
 from model.modifiers import Reading, describe, read_modifiers
@@ -94,10 +95,6 @@ def names_a_thing(text: str, reading: Reading) -> bool:
         return False
     start = text.find(words[0])
     return all(f.span[0] < start for f in reading.found if f.modifier.kind in ("colour", "expression"))
-
-
-def has_hangul(text: str) -> bool:
-    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
 
 
 def seed_for(seed: int, sample: int) -> int:
@@ -283,7 +280,8 @@ class Generator:
             tag = self.group_emoji[int(probs([text])[0].argmax())]
             parts = (mash.base, mash.modifier) if mash else None
             if reading:
-                parts = (reading.base, describe(reading.modifiers, "ko" if has_hangul(text) else "en"))
+                lang = "ko" if any(map(is_syllable, text)) else "en"
+                parts = (reading.base, describe(reading.modifiers, lang))
             out.append(Drawing(small, tag, parts, large))
         return out
 
